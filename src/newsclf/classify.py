@@ -1,0 +1,358 @@
+"""`newsclf classify`: stream a file of any size through an export and evaluate when labelled.
+
+Memory stays bounded: rows are read, cleaned, tokenized, classified and written one chunk at a
+time, and only integers per row (true and predicted label) are kept for the metrics. The next
+chunk is read and tokenized in a background thread while the current one runs. The output goes
+to a temporary file renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from newsclf.config import ClassifyConfig
+from newsclf.data import _label_key, parse_text_columns, resolve_text_columns
+from newsclf.errors import InputError
+from newsclf.inference import Encoded, OnnxClassifier, softmax
+from newsclf.metrics import classification_metrics, top_confusions
+from newsclf.tables import STDIN, AtomicTableWriter, Chunk, TableReader, detect_format
+from newsclf.text import prepare_texts
+
+PREDICTED_COLUMN = "predicted_label"
+CONFIDENCE_COLUMN = "confidence"
+
+
+@dataclass
+class ClassifyOptions:
+    output: str | Path | None = None
+    format: str | None = None
+    text_column: str | None = None
+    label_column: str = ClassifyConfig.label_column
+    probabilities: bool = False
+    on_error: str = "raise"
+    chunk_rows: int = ClassifyConfig.chunk_rows
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent in each stage. Reading and tokenizing overlap inference (another thread),
+    so the stages add up to more than the wall time."""
+
+    read_s: float = 0.0
+    tokenize_s: float = 0.0
+    inference_s: float = 0.0
+    write_s: float = 0.0
+
+
+@dataclass
+class ClassifyResult:
+    input: str
+    output: str
+    rows: int
+    tokens: int
+    padded_tokens: int
+    wall_s: float
+    stages: StageTimes
+    classifier: dict[str, Any]
+    empty_text_rows: int
+    skipped_lines: list[dict[str, Any]]
+    labelled_rows: int = 0
+    unlabelled_rows: int = 0
+    unknown_labels: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, Any] | None = None
+    confusions: list[dict[str, Any]] = field(default_factory=list)
+    peak_rss_mb: float | None = None
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_report(self) -> dict[str, Any]:
+        report = {
+            "input": self.input,
+            "output": self.output,
+            "rows": self.rows,
+            "model": self.classifier["model"],
+            "variant": self.classifier["variant"],
+            "provider": self.classifier["provider"],
+            "device": self.classifier["device"],
+            "batch_size": self.classifier["batch_size"],
+            "fallback_reason": self.classifier["fallback_reason"],
+            "throughput_rows_per_s": round(self.rows_per_s, 2),
+            "throughput_tokens_per_s": round(self.tokens / self.wall_s, 1) if self.wall_s else 0.0,
+            "tokens": self.tokens,
+            "padding_overhead": round(self.padded_tokens / self.tokens - 1, 4)
+            if self.tokens
+            else 0.0,
+            "wall_time_s": round(self.wall_s, 3),
+            "stage_seconds": {k: round(v, 3) for k, v in self.stages.__dict__.items()},
+            "empty_text_rows": self.empty_text_rows,
+            "skipped_lines": self.skipped_lines,
+            "peak_rss_mb": self.peak_rss_mb,
+        }
+        if self.metrics is not None:
+            report |= {
+                "labelled_rows": self.labelled_rows,
+                "unlabelled_rows": self.unlabelled_rows,
+                "unknown_labels": self.unknown_labels,
+                "accuracy": self.metrics["accuracy"],
+                "f1_macro": self.metrics["f1_macro"],
+                "f1_weighted": self.metrics["f1_weighted"],
+                "per_class": self.metrics["per_class"],
+                "labels": self.metrics["labels"],
+                "confusion_matrix": self.metrics["confusion_matrix"],
+                "top_confusions": self.confusions,
+            }
+        return report
+
+
+def default_output_path(input_path: str | Path, fmt: str) -> str:
+    if str(input_path) == STDIN:
+        return STDIN
+    path = Path(input_path)
+    extension = {"csv": ".csv", "tsv": ".tsv", "jsonl": ".jsonl", "parquet": ".parquet"}[fmt]
+    return str(path.with_name(f"{path.stem}.predictions{extension}"))
+
+
+class LabelMatcher:
+    """Maps a file's label values to the model's classes: by name, or by class index when
+    the model's classes are not themselves integers."""
+
+    def __init__(self, label_names: list[str]) -> None:
+        self.index = {name: i for i, name in enumerate(label_names)}
+        self.by_position = not all(name.lstrip("-").isdigit() for name in label_names)
+        self.count = len(label_names)
+
+    def __call__(self, value: Any) -> int | str | None:
+        """Class index; None for an empty cell; the raw text for a label the model lacks."""
+        key = _label_key(value)
+        if key is None:
+            return None
+        if str(key) in self.index:
+            return self.index[str(key)]
+        if isinstance(key, int) and self.by_position and 0 <= key < self.count:
+            return key
+        return str(key)
+
+
+@dataclass
+class _Prepared:
+    chunk: Chunk
+    texts: list[str]
+    encoded: Encoded
+    read_s: float
+    tokenize_s: float
+
+
+class _Evaluation:
+    """Running evaluation state: two small integers per labelled row, and one example text per
+    kind of mistake."""
+
+    def __init__(self, label_names: list[str]) -> None:
+        self.match = LabelMatcher(label_names)
+        self.label_names = label_names
+        self.y_true: list[np.ndarray] = []
+        self.y_pred: list[np.ndarray] = []
+        self.unknown: Counter[str] = Counter()
+        self.unlabelled = 0
+        self.examples: dict[tuple[int, int], str] = {}
+
+    def add(self, values: list[Any], predicted: np.ndarray, texts: list[str]) -> None:
+        truth = np.full(len(values), -1, dtype=np.int16)
+        for i, value in enumerate(values):
+            matched = self.match(value)
+            if matched is None:
+                self.unlabelled += 1
+            elif isinstance(matched, str):
+                self.unknown[matched] += 1
+            else:
+                truth[i] = matched
+        known = truth >= 0
+        self.y_true.append(truth[known])
+        self.y_pred.append(predicted[known].astype(np.int16))
+        for i in np.flatnonzero(known & (truth != predicted)):
+            self.examples.setdefault((int(truth[i]), int(predicted[i])), texts[i])
+
+    def finish(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
+        y_true = np.concatenate(self.y_true) if self.y_true else np.array([], dtype=np.int16)
+        y_pred = np.concatenate(self.y_pred) if self.y_pred else np.array([], dtype=np.int16)
+        if len(y_true) == 0:
+            return None, [], 0
+        metrics = classification_metrics(y_true, y_pred, self.label_names)
+        index = {n: i for i, n in enumerate(self.label_names)}
+        confusions = [
+            {
+                "true": true,
+                "predicted": predicted,
+                "count": count,
+                "example": self.examples.get((index[true], index[predicted]), ""),
+            }
+            for true, predicted, count in top_confusions(
+                metrics["confusion_matrix"], self.label_names
+            )
+        ]
+        return metrics, confusions, len(y_true)
+
+
+def classify_file(
+    input_path: str | Path,
+    classifier: OnnxClassifier,
+    options: ClassifyOptions,
+    progress: Callable[[int, int, int | None], None] | None = None,
+) -> ClassifyResult:
+    """Classify every row of `input_path`; write predictions; evaluate if labels are present.
+
+    `progress(rows_done, units_done, units_total)` is called after each chunk (units are bytes
+    for CSV/JSONL and rows for Parquet; total is None for stdin).
+    """
+    started = time.perf_counter()
+    reader = TableReader(input_path, options.format, on_error=options.on_error)
+    pre = classifier.folder.preprocessing
+    text_columns = _text_columns(reader, parse_text_columns(options.text_column), pre.text_columns)
+    has_labels = options.label_column in reader.columns
+    out_format = (
+        detect_format(options.output, None)
+        if options.output not in (None, STDIN)
+        else reader.format
+    )
+    output = (
+        str(options.output) if options.output else default_output_path(input_path, reader.format)
+    )
+    if (
+        output != STDIN
+        and str(input_path) != STDIN
+        and Path(output).resolve() == Path(input_path).resolve()
+    ):
+        raise InputError(f"--output {output} is the input file; choose another path.")
+    added = [PREDICTED_COLUMN, CONFIDENCE_COLUMN]
+    if options.probabilities:
+        added += [f"prob_{name}" for name in classifier.label_names]
+    clash = [c for c in added if c in reader.columns]
+    if clash:
+        raise InputError(
+            f"{reader.name} already has column(s) {', '.join(clash)}; rename them so that the "
+            "predictions do not overwrite them."
+        )
+
+    stages = StageTimes()
+    evaluation = _Evaluation(classifier.label_names) if has_labels else None
+    rows = tokens = padded = empty = 0
+    label_names = np.asarray(classifier.label_names, dtype=object)
+
+    def prepare(chunk: Chunk, read_s: float) -> _Prepared:
+        t0 = time.perf_counter()
+        texts = prepare_texts(
+            ([row.get(c) for c in text_columns] for row in chunk.rows),
+            clean=pre.clean,
+            separator=pre.text_separator,
+        )
+        encoded = classifier.encode(texts)
+        return _Prepared(chunk, texts, encoded, read_s, time.perf_counter() - t0)
+
+    with (
+        AtomicTableWriter(output, out_format, reader.columns + added) as writer,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsclf-prefetch") as pool,
+    ):
+        for prepared in _prefetched(reader.iter_chunks(options.chunk_rows), prepare, pool):
+            stages.read_s += prepared.read_s
+            stages.tokenize_s += prepared.tokenize_s
+            t0 = time.perf_counter()
+            encoded = prepared.encoded
+            probabilities = np.empty((len(prepared.texts), len(label_names)), dtype=np.float32)
+            for batch in classifier.batches(encoded):
+                feeds = classifier.feeds(encoded, batch)
+                padded += feeds["input_ids"].size
+                probabilities[batch] = softmax(classifier.logits(feeds))
+            stages.inference_s += time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            predicted = probabilities.argmax(axis=1)
+            confidence = probabilities[np.arange(len(predicted)), predicted]
+            names = label_names[predicted]
+            for i, row in enumerate(prepared.chunk.rows):
+                row[PREDICTED_COLUMN] = names[i]
+                row[CONFIDENCE_COLUMN] = round(float(confidence[i]), 6)
+                if options.probabilities:
+                    for j, name in enumerate(classifier.label_names):
+                        row[f"prob_{name}"] = round(float(probabilities[i, j]), 6)
+            writer.write_rows(prepared.chunk.rows)
+            if evaluation is not None:
+                values = [row.get(options.label_column) for row in prepared.chunk.rows]
+                evaluation.add(values, predicted, prepared.texts)
+            stages.write_s += time.perf_counter() - t0
+
+            rows += len(prepared.texts)
+            tokens += encoded.tokens
+            empty += sum(1 for t in prepared.texts if not t)
+            if progress is not None:
+                progress(rows, *reader.progress())
+
+    if rows == 0 and not reader.skipped:
+        raise InputError(f"{reader.name}: the file has a header but no rows.")
+    result = ClassifyResult(
+        input=reader.name,
+        output=output,
+        rows=rows,
+        tokens=tokens,
+        padded_tokens=padded,
+        wall_s=time.perf_counter() - started,
+        stages=stages,
+        classifier=classifier.describe(),
+        empty_text_rows=empty,
+        skipped_lines=[{"line": s.line, "reason": s.reason} for s in reader.skipped],
+        peak_rss_mb=peak_rss_mb(),
+    )
+    if evaluation is not None:
+        result.metrics, result.confusions, result.labelled_rows = evaluation.finish()
+        result.unlabelled_rows = evaluation.unlabelled
+        result.unknown_labels = dict(evaluation.unknown.most_common())
+    return result
+
+
+def _text_columns(reader: TableReader, requested: list[str], trained: list[str]) -> list[str]:
+    """--text-column when given; else the training columns when the file has them; else
+    auto-detection ('text', then 'title' + 'description')."""
+    if not requested and trained and all(c in reader.columns for c in trained):
+        requested = trained
+    return resolve_text_columns(reader.columns, requested, reader.name)
+
+
+def _prefetched(
+    chunks: Iterator[Chunk], prepare: Callable[[Chunk, float], _Prepared], pool: ThreadPoolExecutor
+) -> Iterator[_Prepared]:
+    """Read and tokenize chunk n+1 in the background while chunk n is classified."""
+
+    def read_and_prepare() -> _Prepared | None:
+        t0 = time.perf_counter()
+        chunk = next(chunks, None)
+        if chunk is None:
+            return None
+        return prepare(chunk, time.perf_counter() - t0)
+
+    pending = pool.submit(read_and_prepare)
+    while True:
+        prepared = pending.result()
+        if prepared is None:
+            return
+        pending = pool.submit(read_and_prepare)
+        yield prepared
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process (Linux/macOS)."""
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    except (ImportError, OSError):
+        return None

@@ -1,0 +1,338 @@
+"""The command line: parse options, call the library, render what it returns.
+
+Errors raised by the library (`NewsclfError`) become a red message and the error's exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from newsclf.config import (
+    DEFAULT_DATASET,
+    DEFAULT_MODEL,
+    ClassifyConfig,
+    ExportConfig,
+    PreprocessingConfig,
+    TrainingConfig,
+)
+from newsclf.errors import NewsclfError
+from newsclf.progress import RowProgress
+
+app = typer.Typer(
+    name="newsclf",
+    help="Fine-tune BERT on news topics, export to ONNX with proven parity, classify files fast.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+_TRAIN = TrainingConfig()
+_PRE = PreprocessingConfig()
+_EXPORT = ExportConfig()
+_CLASSIFY = ClassifyConfig()
+
+
+@app.callback()
+def _root() -> None:
+    """newsclf: train, export --onnx, classify."""
+
+
+def handle_errors(command: F) -> F:
+    """Turn library errors into a message and an exit code, at the CLI edge only."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except NewsclfError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[bold red]interrupted[/]: no output was finalised.")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@handle_errors
+def train(
+    model: Annotated[
+        str, typer.Option(help="Hub id, local Hugging Face folder, or 'embedded' (offline MiniLM).")
+    ] = DEFAULT_MODEL,
+    dataset: Annotated[
+        str, typer.Option(help="Hub dataset, used when no --train-file is given.")
+    ] = DEFAULT_DATASET,
+    train_file: Annotated[
+        Path | None, typer.Option(help="Local training data: CSV, TSV, JSONL or Parquet.")
+    ] = None,
+    validation_file: Annotated[
+        Path | None, typer.Option(help="Validation data; default: a stratified share of train.")
+    ] = None,
+    test_file: Annotated[
+        Path | None, typer.Option(help="Test data, used only for the final report.")
+    ] = None,
+    text_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Text column, or several joined by a space ('title,description'). "
+            "Default: 'text', else 'title'+'description'."
+        ),
+    ] = None,
+    label_column: Annotated[str, typer.Option(help="Label column: class names or integers.")] = (
+        _PRE.label_column
+    ),
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Run directory. Default: models/<timestamp>-<model>.")
+    ] = None,
+    epochs: Annotated[float, typer.Option(help="Training epochs.")] = _TRAIN.epochs,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = (
+        _TRAIN.learning_rate
+    ),
+    batch_size: Annotated[int, typer.Option(help="Train batch size per step.")] = _TRAIN.batch_size,
+    eval_batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = (
+        _TRAIN.eval_batch_size
+    ),
+    grad_accum: Annotated[
+        int, typer.Option(help="Gradient accumulation steps.")
+    ] = _TRAIN.grad_accum,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = _TRAIN.weight_decay,
+    warmup_ratio: Annotated[float, typer.Option(help="Share of steps for linear warm-up.")] = (
+        _TRAIN.warmup_ratio
+    ),
+    patience: Annotated[
+        int, typer.Option(help="Early stopping: evaluations without improvement before stopping.")
+    ] = _TRAIN.patience,
+    eval_steps: Annotated[
+        int, typer.Option(help="Evaluate and checkpoint every N optimizer steps; 0 = every epoch.")
+    ] = _TRAIN.eval_steps,
+    metric: Annotated[
+        str, typer.Option(help="Validation metric for early stopping and the best checkpoint.")
+    ] = _TRAIN.metric,
+    max_length: Annotated[int, typer.Option(help="Max tokens per text (longer are truncated).")] = (
+        _PRE.max_length
+    ),
+    seed: Annotated[
+        int, typer.Option(help="Random seed (data split, shuffling, init).")
+    ] = _TRAIN.seed,
+    validation_fraction: Annotated[
+        float, typer.Option(help="Share of train carved out as validation when none is given.")
+    ] = _TRAIN.validation_fraction,
+    max_train_samples: Annotated[
+        int | None, typer.Option(help="Use at most this many training rows.")
+    ] = None,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 where native, fp16 on older GPUs), bf16, fp16 or fp32.")
+    ] = _TRAIN.precision,
+    clean: Annotated[
+        bool, typer.Option(help="Clean text (HTML entities, backslashes, control chars, spaces).")
+    ] = _PRE.clean,
+    group_by_length: Annotated[
+        bool, typer.Option(help="Batch rows of similar length together (less padding).")
+    ] = _TRAIN.group_by_length,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Continue the interrupted run in --output-dir from its last checkpoint."),
+    ] = False,
+) -> None:
+    """Fine-tune a classifier with the recipe; writes best/, metrics.json and a model card."""
+    from newsclf.data import parse_text_columns
+    from newsclf.render import training_summary
+    from newsclf.training import NewsTrainer
+
+    if resume:
+        if output_dir is None:
+            raise NewsclfError("--resume needs --output-dir: the run to continue.")
+        trainer = NewsTrainer.resume(output_dir, console)
+        console.print("Resuming with the run's saved configuration (other options are ignored).")
+    else:
+        config = TrainingConfig(
+            model=model,
+            dataset=dataset,
+            train_file=train_file,
+            validation_file=validation_file,
+            test_file=test_file,
+            output_dir=output_dir,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            epochs=epochs,
+            weight_decay=weight_decay,
+            grad_accum=grad_accum,
+            warmup_ratio=warmup_ratio,
+            patience=patience,
+            eval_steps=eval_steps,
+            metric=metric,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            max_train_samples=max_train_samples,
+            precision=precision,
+            group_by_length=group_by_length,
+            preprocessing=PreprocessingConfig(
+                clean=clean,
+                max_length=max_length,
+                text_columns=parse_text_columns(text_column),
+                label_column=label_column,
+            ),
+        )
+        trainer = NewsTrainer(config, console)
+    result = trainer.train()
+    console.print(training_summary(result.metrics, result.run_dir))
+
+
+@app.command()
+@handle_errors
+def export(
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format).")] = False,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Run folder or its best/ folder. Default: the newest run in models/."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Export folder. Default: RUN_DIR/onnx.")
+    ] = None,
+    optimize: Annotated[
+        bool, typer.Option("--optimize", help="Add ONNX Runtime's fused-graph variant.")
+    ] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Add an fp16 variant (for CUDA).")] = False,
+    quantize: Annotated[
+        str | None, typer.Option(help="Add a quantized variant: int8 (dynamic, for the CPU).")
+    ] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = _EXPORT.opset,
+    parity_file: Annotated[
+        Path | None,
+        typer.Option(help="Texts for the parity check. Default: the run's validation sample."),
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="Where to run the parity check: cpu, cuda, or auto (fp16 on CUDA).")
+    ] = "auto",
+    tolerance: Annotated[
+        float, typer.Option(help="Max |logit difference| allowed for the fp32 export.")
+    ] = _EXPORT.fp32_tolerance,
+) -> None:
+    """Export a checkpoint to ONNX and prove it matches PyTorch (fails if it does not)."""
+    from newsclf.config import ExportConfig
+    from newsclf.export import ExportOptions, export_onnx, latest_run
+    from newsclf.render import export_table
+
+    if not onnx:
+        raise NewsclfError("Say which format: newsclf export --onnx (the only one supported).")
+    options = ExportOptions(
+        optimize=optimize,
+        fp16=fp16,
+        quantize=quantize,
+        opset=opset,
+        parity_file=parity_file,
+        device=device,
+        settings=ExportConfig(opset=opset, fp32_tolerance=tolerance),
+    )
+    with console.status("exporting and checking parity..."):
+        result = export_onnx(checkpoint or latest_run(), output, options)
+    console.print(export_table(result.variants, result.output_dir))
+    console.print(f"parity texts: {result.report['parity_texts']}")
+    console.print(f"[bold green]export written[/] to {result.output_dir}")
+
+
+@app.command()
+@handle_errors
+def classify(
+    input: Annotated[str, typer.Argument(help="CSV, TSV, JSONL or Parquet file, or - for stdin.")],
+    model: Annotated[
+        Path | None, typer.Option(help="Export folder. Default: the newest models/*/onnx.")
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            help="Output file (format by extension), or -. Default: <input>.predictions.<ext>."
+        ),
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(help="Input format: csv, tsv, jsonl, parquet (default: extension)."),
+    ] = None,
+    text_column: Annotated[
+        str | None,
+        typer.Option(help="Text column(s), comma-separated. Default: as the model was trained."),
+    ] = None,
+    label_column: Annotated[
+        str, typer.Option(help="Label column; when present the run is also an evaluation.")
+    ] = _CLASSIFY.label_column,
+    device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = _CLASSIFY.device,
+    variant: Annotated[
+        str, typer.Option(help="auto, fp32, optimized, fp16 or int8.")
+    ] = _CLASSIFY.variant,
+    batch_size: Annotated[
+        int, typer.Option(help="Rows per inference batch.")
+    ] = _CLASSIFY.batch_size,
+    chunk_rows: Annotated[
+        int, typer.Option(help="Rows read, sorted and written together (bounds memory).")
+    ] = _CLASSIFY.chunk_rows,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for inference. Default: one per core.")
+    ] = None,
+    probabilities: Annotated[
+        bool, typer.Option("--probabilities", help="Add one probability column per class.")
+    ] = False,
+    on_error: Annotated[
+        str, typer.Option(help="Malformed rows: raise (stop) or skip (report their lines).")
+    ] = "raise",
+    report: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
+    plots: Annotated[
+        Path | None, typer.Option(help="Write a confusion-matrix PNG into this folder.")
+    ] = None,
+) -> None:
+    """Classify a file through ONNX Runtime; with labels, print an evaluation report."""
+    from newsclf.classify import ClassifyOptions, classify_file
+    from newsclf.export import latest_export
+    from newsclf.inference import OnnxClassifier
+    from newsclf.render import classify_summary, evaluation_summary
+    from newsclf.reporting import write_confusion_png, write_json_atomic
+    from newsclf.runtime import ExportFolder
+
+    if on_error not in ("raise", "skip"):
+        raise NewsclfError(f"--on-error must be raise or skip, not {on_error!r}.")
+    folder = ExportFolder.load(model or latest_export())
+    classifier = OnnxClassifier(
+        folder, device=device, variant=variant, batch_size=batch_size, threads=threads
+    )
+    console.print(
+        f"model {folder.path}: variant [bold]{classifier.variant}[/] on "
+        f"[bold]{classifier.provider}[/] (device {classifier.device})"
+    )
+    options = ClassifyOptions(
+        output=output,
+        format=format,
+        text_column=text_column,
+        label_column=label_column,
+        probabilities=probabilities,
+        on_error=on_error,
+        chunk_rows=chunk_rows,
+    )
+    with RowProgress(console) as progress:
+        result = classify_file(input, classifier, options, progress=progress.update)
+    summary = result.to_report()
+    console.print(classify_summary(summary))
+    if result.metrics is not None:
+        console.print(evaluation_summary(summary))
+    if report is not None:
+        write_json_atomic(report, summary)
+        console.print(f"report written to {report}")
+    if plots is not None and result.metrics is not None:
+        png = write_confusion_png(plots, result.metrics)
+        console.print(f"confusion matrix plot written to {png}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

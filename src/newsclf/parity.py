@@ -1,0 +1,206 @@
+"""Proof that an ONNX export computes what its PyTorch model computes.
+
+The same texts go through PyTorch and ONNX Runtime at several shapes (one row at a time, an odd
+batch size, very short texts, texts truncated at max length); outputs are compared by name with
+an explicit tolerance. fp32 must match to `fp32_tolerance` with identical labels; reduced
+precision variants (fp16, int8) must agree on at least `min_label_agreement` of the labels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from newsclf.runtime import run_logits
+
+OUTPUT_NAME = "logits"
+STRICT_VARIANTS = ("fp32", "optimized")
+
+
+@dataclass
+class ParityCase:
+    """One shape of inputs: texts and the batch size they are run at."""
+
+    name: str
+    texts: list[str]
+    batch_size: int
+
+
+@dataclass
+class VariantParity:
+    variant: str
+    file: str
+    size_bytes: int
+    provider: str
+    rows: int
+    max_abs_diff: float
+    label_agreement: float
+    accuracy_torch: float | None
+    accuracy_onnx: float | None
+    ms_per_batch: float
+    batch_size: int
+    tolerance: float | None
+    passed: bool
+    failure: str | None = None
+    # Per shape of inputs: rows, max |Δ logits| and label agreement.
+    cases: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def accuracy_delta(self) -> float | None:
+        if self.accuracy_torch is None or self.accuracy_onnx is None:
+            return None
+        return self.accuracy_onnx - self.accuracy_torch
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"accuracy_delta": self.accuracy_delta}
+
+
+def parity_cases(texts: Sequence[str], max_length: int, odd_batch: int = 17) -> list[ParityCase]:
+    texts = list(texts)
+    short = [" ".join(t.split()[:2]) for t in texts]
+    # Repeating a text until it is far past max_length forces truncation at exactly max_length.
+    long = [" ".join([t] * (max_length // max(len(t.split()), 1) + 2)) for t in texts]
+    return [
+        ParityCase("batch 1", texts[:16], 1),
+        ParityCase(f"batch {odd_batch}", texts, odd_batch),
+        ParityCase(f"short, batch {odd_batch}", short, odd_batch),
+        ParityCase(f"max length, batch {odd_batch}", long[:64], odd_batch),
+    ]
+
+
+def encode(
+    tokenizer: Any, texts: Sequence[str], input_names: Sequence[str], max_length: int
+) -> dict[str, np.ndarray]:
+    encoded = tokenizer(
+        list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="np"
+    )
+    return {name: encoded[name].astype(np.int64) for name in input_names}
+
+
+def torch_logits(model: torch.nn.Module, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    with torch.inference_mode():
+        output = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+    return output.logits.float().numpy()
+
+
+@dataclass
+class Reference:
+    """PyTorch outputs for every batch of every case, computed once for all variants."""
+
+    batches: list[tuple[str, dict[str, np.ndarray], np.ndarray]]
+    labels: np.ndarray | None
+
+    @classmethod
+    def compute(
+        cls,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        cases: Sequence[ParityCase],
+        input_names: Sequence[str],
+        max_length: int,
+        labels: Sequence[int] | None,
+    ) -> Reference:
+        batches = []
+        for case in cases:
+            for start in range(0, len(case.texts), case.batch_size):
+                feeds = encode(
+                    tokenizer, case.texts[start : start + case.batch_size], input_names, max_length
+                )
+                batches.append((case.name, feeds, torch_logits(model, feeds)))
+        return cls(batches, None if labels is None else np.asarray(labels))
+
+
+def check_variant(
+    variant: str,
+    session: Any,
+    file: Path,
+    provider: str,
+    reference: Reference,
+    *,
+    accuracy_case: str,
+    labels: Sequence[int] | None,
+    tolerance: float,
+    min_label_agreement: float,
+) -> VariantParity:
+    """Compare one variant's `logits` with the PyTorch reference on every batch."""
+    max_diff = 0.0
+    agree = total = 0
+    predicted: dict[str, list[np.ndarray]] = {}
+    expected: dict[str, list[np.ndarray]] = {}
+    timings: list[float] = []
+    timed_batch = 0
+    per_case: dict[str, dict[str, float]] = {}
+    for case_name, feeds, ref in reference.batches:
+        started = time.perf_counter()
+        out = run_logits(session, feeds)
+        elapsed = time.perf_counter() - started
+        if case_name == accuracy_case:
+            timings.append(elapsed)
+            timed_batch = max(timed_batch, len(ref))
+        if out.shape != ref.shape:
+            raise ValueError(
+                f"{variant}: output {OUTPUT_NAME} has shape {out.shape}, expected {ref.shape}"
+            )
+        diff = float(np.max(np.abs(out - ref))) if np.all(np.isfinite(out)) else float("inf")
+        same = int(np.sum(out.argmax(-1) == ref.argmax(-1)))
+        max_diff = max(max_diff, diff)
+        agree += same
+        total += len(ref)
+        case = per_case.setdefault(case_name, {"rows": 0, "max_abs_diff": 0.0, "agreeing": 0})
+        case["rows"] += len(ref)
+        case["agreeing"] += same
+        case["max_abs_diff"] = max(case["max_abs_diff"], diff)
+        predicted.setdefault(case_name, []).append(out.argmax(-1))
+        expected.setdefault(case_name, []).append(ref.argmax(-1))
+
+    accuracy_torch = accuracy_onnx = None
+    if labels is not None and accuracy_case in predicted:
+        y = np.asarray(labels)
+        accuracy_torch = float(np.mean(np.concatenate(expected[accuracy_case]) == y))
+        accuracy_onnx = float(np.mean(np.concatenate(predicted[accuracy_case]) == y))
+
+    agreement = agree / total if total else 0.0
+    strict = variant in STRICT_VARIANTS
+    failure = None
+    if strict and not max_diff <= tolerance:
+        failure = (
+            f"max |Δ{OUTPUT_NAME}| {max_diff:.3g} exceeds the tolerance {tolerance:g} "
+            f"(PyTorch vs ONNX Runtime on {provider})"
+        )
+    elif strict and agree != total:
+        failure = f"{total - agree} of {total} predicted labels differ from PyTorch"
+    elif not strict and agreement < min_label_agreement:
+        failure = (
+            f"label agreement {agreement:.2%} is under the required {min_label_agreement:.0%} "
+            f"(max |Δ{OUTPUT_NAME}| {max_diff:.3g})"
+        )
+    return VariantParity(
+        variant=variant,
+        file=file.name,
+        size_bytes=file.stat().st_size,
+        provider=provider,
+        rows=total,
+        max_abs_diff=max_diff,
+        label_agreement=agreement,
+        accuracy_torch=accuracy_torch,
+        accuracy_onnx=accuracy_onnx,
+        ms_per_batch=1000 * float(np.median(timings)) if timings else float("nan"),
+        batch_size=timed_batch,
+        tolerance=tolerance if strict else None,
+        passed=failure is None,
+        failure=failure,
+        cases={
+            name: {
+                "rows": c["rows"],
+                "max_abs_diff": c["max_abs_diff"],
+                "label_agreement": c["agreeing"] / c["rows"],
+            }
+            for name, c in per_case.items()
+        },
+    )

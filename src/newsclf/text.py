@@ -1,0 +1,67 @@
+"""Text cleaning and the joining of text columns: the same function for training and inference."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+# AG News lost many ampersands: "It#39;s" for "It&#39;s", "quot;" for "&quot;". Only restore
+# names that are real entities and do not continue a word, so that "contract;" stays as it is.
+_BARE_NUMERIC_ENTITY = re.compile(r"(?<!&)#(\d{2,5}|x[0-9a-fA-F]{2,4});")
+_BARE_NAMED_ENTITY = re.compile(
+    r"(?<![&;A-Za-z])(quot|amp|lt|gt|apos|nbsp|hellip|rsquo|lsquo|rdquo|ldquo|mdash|ndash|pound|euro);"
+)
+# Simple inline tags such as <b>…</b> that unescaping brings out of "&lt;b&gt;".
+_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]{0,200})?/?>")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _drop_control_characters(text: str) -> str:
+    # Whitespace controls become spaces (collapsed below); the rest of categories Cc/Cf go.
+    return "".join(
+        " " if ch in "\t\n\r\v\f" else ch
+        for ch in text
+        if ch in "\t\n\r\v\f" or unicodedata.category(ch) not in ("Cc", "Cf")
+    )
+
+
+def clean_text(text: str) -> str:
+    """Unescape HTML entities (also AG News's ampersand-less ones), turn literal backslashes
+    into spaces, drop control characters and inline tags, collapse whitespace."""
+    text = _BARE_NUMERIC_ENTITY.sub(r"&#\1;", text)
+    text = _BARE_NAMED_ENTITY.sub(r"&\1;", text)
+    # Twice: the data has doubly escaped entities ("&amp;lt;").
+    for _ in range(2):
+        unescaped = html.unescape(text)
+        if unescaped == text:
+            break
+        text = unescaped
+    text = _HTML_TAG.sub(" ", text)
+    text = text.replace("\\", " ")
+    if not text.isprintable():
+        text = _drop_control_characters(text)
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def join_columns(parts: Sequence[object], separator: str = " ") -> str:
+    """Join one row's text fields; missing values (None, NaN) count as empty."""
+    pieces = []
+    for part in parts:
+        if part is None or (isinstance(part, float) and part != part):
+            continue
+        piece = str(part).strip()
+        if piece:
+            pieces.append(piece)
+    return separator.join(pieces)
+
+
+def prepare_texts(
+    rows: Iterable[Sequence[object]], *, clean: bool, separator: str = " "
+) -> list[str]:
+    """Rows of text-column values -> model texts, cleaned when the model was trained so."""
+    texts = [join_columns(parts, separator) for parts in rows]
+    if clean:
+        texts = [clean_text(t) for t in texts]
+    return texts
