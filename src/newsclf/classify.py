@@ -294,9 +294,9 @@ def classify_file(
             empty += sum(1 for t in prepared.texts if not t)
             if progress is not None:
                 progress(rows, *reader.progress())
-
-    if rows == 0 and not reader.skipped:
-        raise InputError(f"{reader.name}: the file has a header but no rows.")
+        if rows == 0 and not reader.skipped:
+            # Raised inside the writer's block, so no (empty) output is left behind.
+            raise InputError(f"{reader.name}: the file has a header but no rows.")
     result = ClassifyResult(
         input=reader.name,
         output=output,

@@ -350,9 +350,11 @@ class AtomicTableWriter:
                     self._parquet_writer.close()
             else:
                 self._text.flush()
-                if not self._to_stdout:
-                    self._text.detach()
-            if not self._to_stdout:
+                # Detach, or the wrapper's finaliser would close stdout with it.
+                self._text.detach()
+            if self._to_stdout:
+                self._binary.flush()
+            else:
                 self._binary.close()
         finally:
             if self._tmp_path is not None:

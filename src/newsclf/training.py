@@ -22,6 +22,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback
@@ -97,15 +98,26 @@ class NewsTrainer:
     run_dir/README.md      a short model card
     """
 
-    def __init__(self, config: TrainingConfig, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainingConfig,
+        console: Console | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+    ) -> None:
         self.config = config
         self.console = console or Console(stderr=True)
+        self.callbacks = list(callbacks or [])
         self.run_dir = Path(config.output_dir or default_run_dir(config.model))
 
     # -- public ------------------------------------------------------------------------------
 
     @classmethod
-    def resume(cls, run_dir: Path, console: Console | None = None) -> NewsTrainer:
+    def resume(
+        cls,
+        run_dir: Path,
+        console: Console | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+    ) -> NewsTrainer:
         """The trainer of an interrupted run, with the configuration it was started with."""
         config_path = Path(run_dir) / CONFIG_FILE
         if not config_path.is_file():
@@ -116,7 +128,7 @@ class NewsTrainer:
             if raw.get(key):
                 raw[key] = Path(raw[key])
         config = TrainingConfig(**raw, preprocessing=preprocessing)
-        return cls(replace(config, resume=True, output_dir=Path(run_dir)), console)
+        return cls(replace(config, resume=True, output_dir=Path(run_dir)), console, callbacks)
 
     def train(self) -> TrainResult:
         cfg = self.config
@@ -150,7 +162,11 @@ class NewsTrainer:
                 tokenizer, pad_to_multiple_of=8 if device.type == "cuda" else None
             ),
             compute_metrics=_make_compute_metrics(data.label_names),
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), progress],
+            callbacks=[
+                EarlyStoppingCallback(early_stopping_patience=cfg.patience),
+                progress,
+                *self.callbacks,
+            ],
         )
         trainer.remove_callback(PrinterCallback)
 
@@ -166,10 +182,12 @@ class NewsTrainer:
 
         test_metrics = None
         if data.test is not None:
-            test_ds = TokenizedTexts(data.test, tokenizer, pre.max_length)
-            prediction = trainer.predict(test_ds)
+            # In fp32, outside the Trainer's autocast: the figures export and classify reproduce.
+            logits = predict_logits(
+                trainer.model, tokenizer, data.test.texts, cfg.eval_batch_size, pre.max_length
+            )
             test_metrics = classification_metrics(
-                data.test.labels, np.argmax(prediction.predictions, axis=-1), data.label_names
+                data.test.labels, np.argmax(logits, axis=-1), data.label_names
             )
 
         state = trainer.state
@@ -228,7 +246,6 @@ class NewsTrainer:
         cfg = self.config
         positive = {
             "--epochs": cfg.epochs,
-            "--learning-rate": cfg.learning_rate,
             "--batch-size": cfg.batch_size,
             "--eval-batch-size": cfg.eval_batch_size,
             "--grad-accum": cfg.grad_accum,
@@ -237,6 +254,8 @@ class NewsTrainer:
         for flag, value in positive.items():
             if value <= 0:
                 raise InputError(f"{flag} must be positive, not {value}.")
+        if cfg.learning_rate < 0:
+            raise InputError(f"--learning-rate must not be negative, not {cfg.learning_rate}.")
         if cfg.patience < 1:
             raise InputError(f"--patience must be at least 1, not {cfg.patience}.")
         if cfg.metric not in ("accuracy", "f1_macro", "f1_weighted"):
@@ -353,6 +372,35 @@ class NewsTrainer:
             f"device [bold]{_device_name(device)}[/], precision [bold]{precision}[/], "
             f"{torch.get_num_threads()} threads on {cpu_cores()} cores; run dir {self.run_dir}"
         )
+
+
+def predict_logits(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    batch_size: int,
+    max_length: int,
+) -> np.ndarray:
+    """fp32 logits for `texts`, batched by length, returned in the texts' order."""
+    model.eval()
+    device = next(model.parameters()).device
+    lengths = [
+        len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    ]
+    order = np.argsort(lengths, kind="stable")
+    logits = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            batch = tokenizer(
+                [texts[i] for i in rows],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            ).to(device)
+            logits[rows] = model(**batch).logits.float().cpu().numpy()
+    return logits
 
 
 def _make_compute_metrics(label_names: list[str]) -> Any:

@@ -1,0 +1,136 @@
+"""Fixtures: tiny random BERT/DistilBERT models built on the spot (seconds, no downloads), a
+tiny training run on the project's sample data, and its ONNX export."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "newsclf" / "sample_data"
+SHARED_AG_NEWS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ag_news"
+LABELS = ["Business", "Sci/Tech", "Sports", "World"]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def sample_rows(name: str) -> list[dict[str, str]]:
+    with open(SAMPLE_DIR / name, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _vocabulary() -> list[str]:
+    words: set[str] = set()
+    for name in ("train.csv", "test.csv"):
+        for row in sample_rows(name):
+            words.update(
+                re.findall(r"[a-z]+|\d", (row["title"] + " " + row["description"]).lower())
+            )
+    punctuation = list(".,;:'\"!?$%&()-/\\#<>*+=@[]_")
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *punctuation, *sorted(words)]
+
+
+def _tokenizer(folder: Path):  # type: ignore[no-untyped-def]
+    from transformers import BertTokenizerFast
+
+    (folder / "vocab.txt").write_text("\n".join(_vocabulary()) + "\n", encoding="utf-8")
+    # from_pretrained on a folder holding only vocab.txt works across transformers 4 and 5.
+    return BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT base model with a WordPiece tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = _tokenizer(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=256,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny DistilBERT: a model without token_type_ids."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel
+
+    folder = tmp_path_factory.mktemp("tiny-distilbert")
+    tokenizer = _tokenizer(folder)
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    torch.manual_seed(0)
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer),
+        dim=64,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=128,
+        max_position_embeddings=256,
+    )
+    DistilBertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_training_config(model_dir: Path, output_dir: Path, **overrides: object):  # type: ignore[no-untyped-def]
+    from newsclf.config import PreprocessingConfig, TrainingConfig
+
+    settings: dict[str, object] = {
+        "model": str(model_dir),
+        "train_file": SAMPLE_DIR / "train.csv",
+        "test_file": SAMPLE_DIR / "test.csv",
+        "output_dir": output_dir,
+        "learning_rate": 3e-3,
+        "warmup_ratio": 0.0,
+        "batch_size": 16,
+        "grad_accum": 1,
+        "epochs": 4,
+        "validation_fraction": 0.1,
+        "precision": "fp32",
+        "preprocessing": PreprocessingConfig(max_length=64),
+    }
+    settings.update(overrides)
+    return TrainingConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A finished training run of the tiny BERT on the sample data."""
+    from rich.console import Console
+
+    from newsclf.training import NewsTrainer
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    config = tiny_training_config(tiny_bert_dir, run_dir)
+    return NewsTrainer(config, Console(quiet=True)).train()
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run):  # type: ignore[no-untyped-def]
+    """The tiny run exported with every CPU variant."""
+    from newsclf.export import ExportOptions, export_onnx
+
+    return export_onnx(tiny_run.run_dir, None, ExportOptions(optimize=True, quantize="int8"))

@@ -1,0 +1,269 @@
+"""newsclf classify: order-preserving streaming, honest metrics, bad input, atomic output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from typer.testing import CliRunner
+
+from newsclf.classify import ClassifyOptions, classify_file
+from newsclf.cli import app
+from newsclf.errors import InputError, ModelError, ProviderError
+from newsclf.inference import OnnxClassifier
+from newsclf.runtime import ExportFolder
+from newsclf.text import clean_text
+from tests.conftest import LABELS, sample_rows, write_csv
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_export) -> OnnxClassifier:  # type: ignore[no-untyped-def]
+    return OnnxClassifier(
+        ExportFolder.load(tiny_export.output_dir), device="cpu", variant="fp32", batch_size=3
+    )
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _input_file(tmp_path: Path, rows: int = 50) -> Path:
+    data = sample_rows("test.csv")[:rows]
+    return write_csv(
+        tmp_path / "in.csv",
+        ["id", "title", "description", "label"],
+        [[f"row-{i}", r["title"], r["description"], r["label"]] for i, r in enumerate(data)],
+    )
+
+
+def run(cli_args: list[str], input: str | bytes | None = None):  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(app, ["classify", *cli_args], input=input, env={"COLUMNS": "200"})
+    return result, re.sub(r"\s+", " ", result.output)
+
+
+def test_output_keeps_every_row_in_order_across_chunks(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = _input_file(tmp_path)
+    output = tmp_path / "out.csv"
+    result = classify_file(source, classifier, ClassifyOptions(output=output, chunk_rows=7))
+    rows_in, rows_out = _read_csv(source), _read_csv(output)
+    assert result.rows == len(rows_out) == len(rows_in) == 50
+    assert list(rows_out[0]) == [
+        "id",
+        "title",
+        "description",
+        "label",
+        "predicted_label",
+        "confidence",
+    ]
+    for before, after in zip(rows_in, rows_out, strict=True):
+        assert {k: after[k] for k in before} == before  # every input column, unchanged, in order
+    # Each prediction equals classifying that row alone (no batching, no sorting, no padding).
+    texts = [clean_text(f"{r['title']} {r['description']}") for r in rows_in]
+    alone = [classifier.predict_proba([t])[0] for t in texts]
+    assert [r["predicted_label"] for r in rows_out] == [LABELS[int(np.argmax(p))] for p in alone]
+    assert [float(r["confidence"]) for r in rows_out] == pytest.approx(
+        [float(np.max(p)) for p in alone], abs=1e-5
+    )
+    assert result.padded_tokens >= result.tokens > 0
+
+
+def test_report_metrics_equal_sklearn_on_the_output_file(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source, output, report_path = (
+        _input_file(tmp_path, 100),
+        tmp_path / "out.csv",
+        tmp_path / "r.json",
+    )
+    result, text = run(
+        [
+            str(source),
+            "--model",
+            str(classifier.folder.path),
+            "--output",
+            str(output),
+            "--variant",
+            "fp32",
+            "--device",
+            "cpu",
+            "--report",
+            str(report_path),
+        ]
+    )
+    assert result.exit_code == 0, text
+    report = json.loads(report_path.read_text())
+    rows = _read_csv(output)
+    y_true = [r["label"] for r in rows]
+    y_pred = [r["predicted_label"] for r in rows]
+    assert report["rows"] == 100 and report["labels"] == LABELS
+    assert report["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+    assert report["f1_macro"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert report["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=LABELS).tolist()
+    assert report["provider"] == "CPUExecutionProvider" and report["variant"] == "fp32"
+    assert report["throughput_rows_per_s"] > 0
+    assert "CPUExecutionProvider" in text and "accuracy" in text and "Confusion matrix" in text
+
+
+def test_jsonl_and_parquet_round_trip_with_probabilities(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        {"text": "oil prices climb", "label": "Business", "n": 1},
+        {"text": "team wins", "label": "Sports", "n": 2},
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = classify_file(source, classifier, ClassifyOptions(probabilities=True))
+    out = [json.loads(line) for line in Path(result.output).read_text().splitlines()]
+    assert Path(result.output).name == "in.predictions.jsonl"
+    assert [r["n"] for r in out] == [1, 2]
+    assert all(abs(sum(r[f"prob_{n}"] for n in LABELS) - 1) < 1e-4 for r in out)
+
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet")
+    result = classify_file(tmp_path / "in.parquet", classifier, ClassifyOptions())
+    table = pq.read_table(result.output)
+    assert table.column_names == ["text", "label", "n", "predicted_label", "confidence"]
+    assert table.column("n").to_pylist() == [1, 2]
+
+
+def test_missing_text_column_lists_the_columns(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = write_csv(tmp_path / "in.csv", ["headline", "label"], [["a", "World"]])
+    with pytest.raises(InputError, match="columns found: headline, label"):
+        classify_file(source, classifier, ClassifyOptions())
+    assert not (tmp_path / "in.predictions.csv").exists()
+
+
+def test_empty_texts_are_classified_and_counted(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = write_csv(
+        tmp_path / "in.csv", ["text"], [["stocks rise"], [""], ["   "], ["team wins"]]
+    )
+    result = classify_file(source, classifier, ClassifyOptions())
+    assert result.rows == 4 and result.empty_text_rows == 2
+    assert all(r["predicted_label"] in LABELS for r in _read_csv(Path(result.output)))
+    assert result.metrics is None  # no label column: no evaluation
+
+
+def test_malformed_jsonl_line_is_an_error_or_skipped(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "a"}\n{"text": "b"\n{"text": "c"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"in\.jsonl, line 2: not valid JSON"):
+        classify_file(source, classifier, ClassifyOptions())
+    assert not (tmp_path / "in.predictions.jsonl").exists()
+
+    result = classify_file(source, classifier, ClassifyOptions(on_error="skip"))
+    assert result.rows == 2 and [s["line"] for s in result.skipped_lines] == [2]
+    out = [json.loads(line) for line in Path(result.output).read_text().splitlines()]
+    assert [r["text"] for r in out] == ["a", "c"]  # no prediction written for line 2
+
+
+def test_malformed_csv_row_via_cli(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "in.csv"
+    source.write_text("text,label\nstocks,Business\na,b,c\nteam wins,Sports\n", encoding="utf-8")
+    result, text = run([str(source), "--model", str(classifier.folder.path)])
+    assert result.exit_code == 2 and "in.csv, line 3: expected 2 fields" in text
+    result, text = run([str(source), "--model", str(classifier.folder.path), "--on-error", "skip"])
+    assert result.exit_code == 0 and "1 malformed lines skipped" in text and ": 3" in text
+    assert len(_read_csv(tmp_path / "in.predictions.csv")) == 2
+
+
+def test_unknown_and_missing_labels_are_excluded_and_counted(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = write_csv(
+        tmp_path / "in.csv",
+        ["text", "label"],
+        [
+            ["stocks", "Business"],
+            ["team", "Sports"],
+            ["x", "Weather"],
+            ["y", "Weather"],
+            ["z", ""],
+            ["w", "2"],
+        ],  # an integer label is read as a class index (2 = Sports)
+    )
+    result = classify_file(source, classifier, ClassifyOptions())
+    assert result.unknown_labels == {"Weather": 2}
+    assert result.unlabelled_rows == 1 and result.labelled_rows == 3
+    assert result.metrics is not None and result.metrics["rows"] == 3
+    assert result.rows == 6  # every row still gets a prediction
+
+
+def test_undecodable_bytes_report_the_position(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"text\nok\nna\xefve\n")
+    with pytest.raises(InputError, match=r"line 3, byte 3 of that line"):
+        classify_file(source, classifier, ClassifyOptions())
+
+
+def test_empty_file_and_header_only(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("", encoding="utf-8")
+    result, text = run([str(empty), "--model", str(classifier.folder.path)])
+    assert result.exit_code == 2 and "the file is empty" in text
+    header = tmp_path / "header.csv"
+    header.write_text("text,label\n", encoding="utf-8")
+    with pytest.raises(InputError, match="header but no rows"):
+        classify_file(header, classifier, ClassifyOptions())
+    assert not (tmp_path / "header.predictions.csv").exists()
+
+
+def test_model_folder_problems(tiny_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result, text = run(["x.csv", "--model", str(tmp_path / "nowhere")])
+    assert result.exit_code == 3 and "no such export folder" in text
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "newsclf_export.json"):
+        (broken / name).write_bytes((tiny_export.output_dir / name).read_bytes())
+    with pytest.raises(
+        ModelError, match="missing newsclf_preprocessing.json, tokenizer_config.json"
+    ):
+        ExportFolder.load(broken)
+
+
+def test_interrupted_run_leaves_no_output(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = _input_file(tmp_path)
+
+    def interrupt(rows: int, done: int, total: int | None) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        classify_file(source, classifier, ClassifyOptions(chunk_rows=10), progress=interrupt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_stdin_input_and_stdout_output(classifier) -> None:  # type: ignore[no-untyped-def]
+    data = "text,label\nshares fell,Business\nthe rovers won,Sports\n"
+    result = CliRunner().invoke(
+        app,
+        [
+            "classify",
+            "-",
+            "--format",
+            "csv",
+            "--output",
+            "-",
+            "--model",
+            str(classifier.folder.path),
+        ],
+        input=data,
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["text"] for r in rows] == ["shares fell", "the rovers won"]
+    assert all(r["predicted_label"] in LABELS for r in rows)
+
+
+def test_cuda_request_without_cuda_is_an_error(tiny_export) -> None:  # type: ignore[no-untyped-def]
+    folder = ExportFolder.load(tiny_export.output_dir)
+    try:
+        OnnxClassifier(folder, device="cuda")
+    except ProviderError as error:
+        assert "CUDA" in str(error)
+    else:
+        pytest.skip("CUDA really works on this machine")
+    auto = OnnxClassifier(folder, device="auto")
+    assert auto.provider == "CPUExecutionProvider" and auto.device == "cpu"
+    assert auto.variant == "int8"  # the fastest CPU variant the folder holds

@@ -1,0 +1,137 @@
+"""newsclf export --onnx: parity at every shape, variants, refusal of a tampered export."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from typer.testing import CliRunner
+
+from newsclf.cli import app
+from newsclf.export import ExportOptions, export_onnx
+from newsclf.inference import OnnxClassifier
+from newsclf.runtime import ExportFolder
+
+
+def test_tiny_bert_export_passes_parity_at_every_shape(tiny_export) -> None:  # type: ignore[no-untyped-def]
+    fp32 = next(v for v in tiny_export.variants if v.variant == "fp32")
+    assert fp32.passed and fp32.max_abs_diff <= 1e-4 and fp32.label_agreement == 1.0
+    assert set(fp32.cases) == {"batch 1", "batch 17", "short, batch 17", "max length, batch 17"}
+    for case in fp32.cases.values():
+        assert case["max_abs_diff"] <= 1e-4 and case["label_agreement"] == 1.0
+    assert fp32.provider == "CPUExecutionProvider"
+
+    model = onnx.load(str(tiny_export.output_dir / "model.onnx"))
+    assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert [o.name for o in model.graph.output] == ["logits"]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert all(isinstance(d, str) and d for d in dims)  # batch and sequence are dynamic
+
+
+def test_max_length_case_really_truncates(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    from newsclf.parity import encode, parity_cases
+
+    folder = tiny_run.best_dir
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    cases = {c.name: c for c in parity_cases(["a short text", "another one here"], 64)}
+    long = encode(tokenizer, cases["max length, batch 17"].texts, ["input_ids"], 64)["input_ids"]
+    short = encode(tokenizer, cases["short, batch 17"].texts, ["input_ids"], 64)["input_ids"]
+    assert long.shape[1] == 64 and short.shape[1] <= 4
+
+
+def test_optimized_and_int8_variants_load_and_agree(tiny_export) -> None:  # type: ignore[no-untyped-def]
+    variants = {v.variant: v for v in tiny_export.variants}
+    assert set(variants) == {"fp32", "optimized", "int8"}
+    assert variants["optimized"].passed and variants["optimized"].max_abs_diff <= 1e-4
+    assert variants["int8"].passed and variants["int8"].label_agreement >= 0.99
+    assert variants["int8"].size_bytes < variants["fp32"].size_bytes
+    report = json.loads((tiny_export.output_dir / "export_report.json").read_text())
+    assert [v["variant"] for v in report["variants"]] == ["fp32", "optimized", "int8"]
+    assert report["passed"] is True and report["fp32_tolerance"] == 1e-4
+    folder = ExportFolder.load(tiny_export.output_dir)
+    for variant in ("optimized", "int8"):
+        classifier = OnnxClassifier(folder, device="cpu", variant=variant)
+        probabilities = classifier.predict_proba(["stocks and shares rose", "the team won"])
+        assert probabilities.shape == (2, 4)
+        assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_export_folder_is_self_contained(tiny_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    copy = tmp_path / "elsewhere" / "my-export"
+    shutil.copytree(tiny_export.output_dir, copy)
+    texts = ["Stocks fell as oil prices climbed", "The Rovers beat United 2-1 on Saturday"]
+    original = OnnxClassifier(
+        ExportFolder.load(tiny_export.output_dir), device="cpu", variant="fp32"
+    )
+    moved = OnnxClassifier(ExportFolder.load(copy), device="cpu", variant="fp32")
+    np.testing.assert_array_equal(original.predict_proba(texts), moved.predict_proba(texts))
+    assert moved.label_names == ["Business", "Sci/Tech", "Sports", "World"]
+
+
+def test_model_without_token_type_ids_exports(tiny_distilbert_dir: Path, tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from newsclf.training import NewsTrainer
+    from tests.conftest import tiny_training_config
+
+    config = tiny_training_config(tiny_distilbert_dir, tmp_path / "run", epochs=1)
+    run = NewsTrainer(config, Console(quiet=True)).train()
+    result = export_onnx(run.run_dir, None, ExportOptions())
+    model = onnx.load(str(result.output_dir / "model.onnx"))
+    assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask"]
+    assert result.variants[0].passed
+    classifier = OnnxClassifier(ExportFolder.load(result.output_dir), device="cpu")
+    assert classifier.predict_proba(["a text"]).shape == (1, 4)
+
+
+def test_tampered_export_fails_parity_and_leaves_nothing(
+    tiny_run, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import newsclf.export as export_module
+
+    real_export = export_module.export_fp32
+
+    def export_then_tamper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        path = real_export(*args, **kwargs)
+        model = onnx.load(str(path))
+        # Change one weight initializer: the classifier's bias (the logits move by 0.5).
+        init = max(
+            (i for i in model.graph.initializer if numpy_helper.to_array(i).shape == (4,)),
+            key=lambda i: "classifier" in i.name,
+        )
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + 0.5, init.name))
+        onnx.save(model, str(path))
+        return path
+
+    monkeypatch.setattr(export_module, "export_fp32", export_then_tamper)
+    output = tmp_path / "export"
+    result = CliRunner().invoke(
+        app, ["export", "--onnx", "--checkpoint", str(tiny_run.run_dir), "--output", str(output)]
+    )
+    text = re.sub(r"\s+", " ", result.output)
+    assert result.exit_code == 5, text
+    assert "does not match PyTorch" in text and "fp32: max |Δlogits|" in text
+    assert "exceeds the tolerance 0.0001" in text
+    assert not output.exists()
+    assert list(tmp_path.iterdir()) == []  # no staging folder left behind either
+
+
+def test_classify_refuses_a_variant_file_from_another_model(tiny_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from newsclf.errors import ModelError
+
+    copy = tmp_path / "export"
+    shutil.copytree(tiny_export.output_dir, copy)
+    shutil.copy(copy / "model_int8.onnx", copy / "model.onnx")  # another graph under the name
+    with pytest.raises(ModelError, match="is not the file this export wrote"):
+        OnnxClassifier(ExportFolder.load(copy), device="cpu", variant="fp32")
+    (copy / "tokenizer_config.json").unlink()
+    with pytest.raises(ModelError, match="missing tokenizer_config.json"):
+        ExportFolder.load(copy)
