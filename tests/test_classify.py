@@ -218,7 +218,7 @@ def test_model_folder_problems(tiny_export, tmp_path: Path) -> None:  # type: ig
     for name in ("config.json", "newsclf_export.json"):
         (broken / name).write_bytes((tiny_export.output_dir / name).read_bytes())
     with pytest.raises(
-        ModelError, match="missing newsclf_preprocessing.json, tokenizer_config.json"
+        ModelError, match=r"missing newsclf_preprocessing\.json, tokenizer_config\.json"
     ):
         ExportFolder.load(broken)
 
