@@ -70,6 +70,7 @@ class ClassifyResult:
     metrics: dict[str, Any] | None = None
     confusions: list[dict[str, Any]] = field(default_factory=list)
     peak_rss_mb: float | None = None
+    batch_latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     @property
     def rows_per_s(self) -> float:
@@ -94,6 +95,7 @@ class ClassifyResult:
             else 0.0,
             "wall_time_s": round(self.wall_s, 3),
             "stage_seconds": {k: round(v, 3) for k, v in self.stages.__dict__.items()},
+            "batch_latency_ms": _percentiles(self.batch_latencies_ms),
             "empty_text_rows": self.empty_text_rows,
             "skipped_lines": self.skipped_lines,
             "peak_rss_mb": self.peak_rss_mb,
@@ -245,6 +247,7 @@ def classify_file(
     stages = StageTimes()
     evaluation = _Evaluation(classifier.label_names) if has_labels else None
     rows = tokens = padded = empty = 0
+    latencies: list[float] = []
     label_names = np.asarray(classifier.label_names, dtype=object)
 
     def prepare(chunk: Chunk, read_s: float) -> _Prepared:
@@ -268,9 +271,11 @@ def classify_file(
             encoded = prepared.encoded
             probabilities = np.empty((len(prepared.texts), len(label_names)), dtype=np.float32)
             for batch in classifier.batches(encoded):
+                t_batch = time.perf_counter()
                 feeds = classifier.feeds(encoded, batch)
                 padded += feeds["input_ids"].size
                 probabilities[batch] = softmax(classifier.logits(feeds))
+                latencies.append(1000 * (time.perf_counter() - t_batch))
             stages.inference_s += time.perf_counter() - t0
 
             t0 = time.perf_counter()
@@ -309,6 +314,7 @@ def classify_file(
         empty_text_rows=empty,
         skipped_lines=[{"line": s.line, "reason": s.reason} for s in reader.skipped],
         peak_rss_mb=peak_rss_mb(),
+        batch_latencies_ms=latencies,
     )
     if evaluation is not None:
         result.metrics, result.confusions, result.labelled_rows = evaluation.finish()
@@ -344,6 +350,13 @@ def _prefetched(
             return
         pending = pool.submit(read_and_prepare)
         yield prepared
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    p50, p95 = np.percentile(values, [50, 95])
+    return {"p50": round(float(p50), 2), "p95": round(float(p95), 2)}
 
 
 def peak_rss_mb() -> float | None:

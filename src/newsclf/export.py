@@ -83,7 +83,7 @@ def load_checkpoint(best_dir: Path) -> tuple[Any, Any]:
         model = AutoModelForSequenceClassification.from_pretrained(
             str(best_dir),
             local_files_only=True,
-            torch_dtype=torch.float32,
+            dtype=torch.float32,
             attn_implementation="eager",
             use_safetensors=True,
         )

@@ -191,7 +191,8 @@ class TableReader:
                 if len(values) != width:
                     self._fail(
                         start,
-                        f"expected {width} fields (as in the header), found {len(values)}.",
+                        f"expected {width} field{'s' * (width != 1)} (as in the header), "
+                        f"found {len(values)}.",
                     )
                     continue
                 yield start, dict(zip(header, values, strict=True))

@@ -301,6 +301,8 @@ class NewsTrainer:
                 num_labels=len(label_names),
                 id2label=dict(enumerate(label_names)),
                 label2id={name: i for i, name in enumerate(label_names)},
+                # fp32 master weights whatever the checkpoint's dtype; autocast does the rest.
+                dtype=torch.float32,
                 **kwargs,
             )
         except OSError as exc:
