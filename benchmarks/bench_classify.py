@@ -5,6 +5,7 @@ Every engine classifies the same rows with the same fine-tuned model, in its own
 
   pipeline        Hugging Face pipeline("text-classification"), PyTorch fp32: the baseline
   torch-bf16      a plain PyTorch loop with bf16 autocast, batches in file order
+  torch-bf16-sorted  the same with batches sorted by length (newsclf's batching, for reference)
   newsclf-<v>     newsclf classify (file in, file out) with each exported variant <v>
   on CUDA also:   pipeline-cuda, torch-fp16-cuda, newsclf-<v>-cuda
 
@@ -101,7 +102,7 @@ def _torch_engine(args: argparse.Namespace, best: Path) -> dict[str, Any]:
     else:
         autocast = (
             torch.autocast("cpu", dtype=torch.bfloat16)
-            if args.engine == "torch-bf16"
+            if args.engine.startswith("torch-bf16")
             else torch.autocast("cuda", enabled=False)
             if cuda
             else torch.autocast("cpu", enabled=False)
@@ -122,13 +123,24 @@ def _torch_engine(args: argparse.Namespace, best: Path) -> dict[str, Any]:
         run(texts[: args.batch_size])
         run(texts[args.batch_size : 2 * args.batch_size])  # warm-up
         started = time.perf_counter()
-        predicted = []
+        order = list(range(len(texts)))
+        if args.engine.endswith("-sorted"):  # what newsclf does: batches of similar length
+            lengths = [
+                len(i)
+                for i in tokenizer(texts, truncation=True, max_length=args.max_length)["input_ids"]
+            ]
+            order = sorted(order, key=lengths.__getitem__)
+        predicted_by_row: dict[int, str] = {}
         for start in range(0, len(texts), args.batch_size):
+            rows = order[start : start + args.batch_size]
             t0 = time.perf_counter()
-            ids, batch_tokens = run(texts[start : start + args.batch_size])
+            ids, batch_tokens = run([texts[i] for i in rows])
             latencies.append(time.perf_counter() - t0)
             tokens += batch_tokens
-            predicted += [id2label[int(i)] for i in ids]
+            predicted_by_row.update(
+                {row: id2label[int(i)] for row, i in zip(rows, ids, strict=True)}
+            )
+        predicted = [predicted_by_row[i] for i in range(len(texts))]
         wall = time.perf_counter() - started
     return _result(args, wall, len(texts), tokens, latencies, predicted, labels, device=str(device))
 
@@ -237,7 +249,7 @@ def engines_for(export_dir: Path, cuda: bool) -> list[str]:
     variants = [
         v for v in ("fp32", "optimized", "int8") if v in ExportFolder.load(export_dir).variants
     ]
-    engines = ["pipeline", "torch-bf16", *[f"newsclf-{v}" for v in variants]]
+    engines = ["pipeline", "torch-bf16", "torch-bf16-sorted", *[f"newsclf-{v}" for v in variants]]
     if cuda:
         cuda_variants = [v for v in ("fp32", "fp16") if v in ExportFolder.load(export_dir).variants]
         engines += [
@@ -375,7 +387,7 @@ def main() -> None:
     import torch
     from rich.console import Console
 
-    console = Console()
+    console = Console(width=120)
     engines = (
         args.engines.split(",")
         if args.engines

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,9 +163,10 @@ def create_session(model_path: Path, device: str, threads: int | None = None) ->
         with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
             preload()
     try:
-        session = ort.InferenceSession(
-            str(model_path), session_options(threads), providers=[CUDA, CPU]
-        )
+        with quiet_onnxruntime():
+            session = ort.InferenceSession(
+                str(model_path), session_options(threads), providers=[CUDA, CPU]
+            )
     except Exception as exc:
         raise ProviderError(f"The CUDA provider failed to create a session: {exc}") from exc
     providers = session.get_providers()
@@ -177,8 +179,26 @@ def create_session(model_path: Path, device: str, threads: int | None = None) ->
     return session
 
 
+@contextlib.contextmanager
+def quiet_onnxruntime() -> Iterator[None]:
+    """Silence ONNX Runtime's own log (a failing CUDA provider logs errors): newsclf checks
+    the outcome itself and reports it."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(2)
+
+
 def cuda_driver_present() -> bool:
-    """Whether the NVIDIA driver library loads; without it no CUDA provider can work."""
+    """Whether an NVIDIA GPU and its driver are here; without them no CUDA provider can work.
+    (A CUDA toolkit alone ships a stub libcuda, hence the device check on Linux.)"""
+    if sys.platform.startswith("linux") and not (
+        Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+    ):
+        return False
     try:
         ctypes.CDLL("libcuda.so.1" if sys.platform != "win32" else "nvcuda.dll")
     except OSError:
