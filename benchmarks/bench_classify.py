@@ -120,6 +120,9 @@ def _torch_engine(args: argparse.Namespace, best: Path) -> dict[str, Any]:
                 logits = model(**batch).logits
             return logits.float().argmax(-1).cpu().numpy(), int(batch["attention_mask"].sum())
 
+        if cuda and args.engine.endswith("-sorted"):
+            # As newsclf trains: no cuDNN attention, which plans anew for every batch length.
+            torch.backends.cuda.enable_cudnn_sdp(False)
         run(texts[: args.batch_size])
         run(texts[args.batch_size : 2 * args.batch_size])  # warm-up
         started = time.perf_counter()

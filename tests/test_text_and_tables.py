@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -103,6 +104,9 @@ def test_writer_round_trips_and_is_atomic(tmp_path: Path, fmt: str) -> None:
     _, chunk = read_table(target)
     assert [r["title"] for r in chunk.rows] == ['a, "quoted"', "b"]
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def test_writer_removes_partial_file_on_error(tmp_path: Path) -> None:

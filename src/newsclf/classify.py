@@ -1,9 +1,10 @@
 """`newsclf classify`: stream a file of any size through an export and evaluate when labelled.
 
 Memory stays bounded: rows are read, cleaned, tokenized, classified and written one chunk at a
-time, and only integers per row (true and predicted label) are kept for the metrics. The next
-chunk is read and tokenized in a background thread while the current one runs. The output goes
-to a temporary file renamed into place at the end.
+time, and only integers per row (true and predicted label) are kept for the metrics. Where it
+helps (a GPU, or CPU cores that inference leaves free) the next chunk is read and tokenized in a
+background thread while the current one runs. The output goes to a temporary file renamed into
+place at the end.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from newsclf.config import ClassifyConfig
 from newsclf.data import _label_key, parse_text_columns, resolve_text_columns
 from newsclf.errors import InputError
-from newsclf.inference import Encoded, OnnxClassifier, softmax
+from newsclf.inference import BatchStats, Encoded, OnnxClassifier
 from newsclf.metrics import classification_metrics, top_confusions
 from newsclf.tables import STDIN, AtomicTableWriter, Chunk, TableReader, detect_format
 from newsclf.text import prepare_texts
@@ -43,13 +44,14 @@ class ClassifyOptions:
 
 @dataclass
 class StageTimes:
-    """Seconds spent in each stage. Reading and tokenizing overlap inference (another thread),
-    so the stages add up to more than the wall time."""
+    """Seconds spent in each stage. When `overlapped`, reading and tokenizing ran in another
+    thread beside inference, so the stages add up to more than the wall time."""
 
     read_s: float = 0.0
     tokenize_s: float = 0.0
     inference_s: float = 0.0
     write_s: float = 0.0
+    overlapped: bool = False
 
 
 @dataclass
@@ -94,7 +96,13 @@ class ClassifyResult:
             if self.tokens
             else 0.0,
             "wall_time_s": round(self.wall_s, 3),
-            "stage_seconds": {k: round(v, 3) for k, v in self.stages.__dict__.items()},
+            "stage_seconds": {
+                "read_s": round(self.stages.read_s, 3),
+                "tokenize_s": round(self.stages.tokenize_s, 3),
+                "inference_s": round(self.stages.inference_s, 3),
+                "write_s": round(self.stages.write_s, 3),
+            },
+            "stages_overlapped": self.stages.overlapped,
             "batch_latency_ms": _percentiles(self.batch_latencies_ms),
             "empty_text_rows": self.empty_text_rows,
             "skipped_lines": self.skipped_lines,
@@ -114,6 +122,25 @@ class ClassifyResult:
                 "top_confusions": self.confusions,
             }
         return report
+
+
+def _output_target(
+    input_path: str | Path, requested: str | Path | None, input_format: str
+) -> tuple[str, str]:
+    """(path, format) of the output: --output (format by extension, `-` for stdout) or
+    `<input>.predictions.<ext>` beside the input, never the input itself."""
+    if requested is None:
+        output, fmt = default_output_path(input_path, input_format), input_format
+    elif str(requested) == STDIN:
+        output, fmt = STDIN, input_format
+    else:
+        output, fmt = str(requested), detect_format(requested, None)
+    if (
+        STDIN not in (output, str(input_path))
+        and Path(output).resolve() == Path(input_path).resolve()
+    ):
+        raise InputError(f"--output {output} is the input file; choose another path.")
+    return output, fmt
 
 
 def default_output_path(input_path: str | Path, fmt: str) -> str:
@@ -220,20 +247,7 @@ def classify_file(
     pre = classifier.folder.preprocessing
     text_columns = _text_columns(reader, parse_text_columns(options.text_column), pre.text_columns)
     has_labels = options.label_column in reader.columns
-    out_format = (
-        detect_format(options.output, None)
-        if options.output not in (None, STDIN)
-        else reader.format
-    )
-    output = (
-        str(options.output) if options.output else default_output_path(input_path, reader.format)
-    )
-    if (
-        output != STDIN
-        and str(input_path) != STDIN
-        and Path(output).resolve() == Path(input_path).resolve()
-    ):
-        raise InputError(f"--output {output} is the input file; choose another path.")
+    output, out_format = _output_target(input_path, options.output, reader.format)
     added = [PREDICTED_COLUMN, CONFIDENCE_COLUMN]
     if options.probabilities:
         added += [f"prob_{name}" for name in classifier.label_names]
@@ -244,10 +258,10 @@ def classify_file(
             "predictions do not overwrite them."
         )
 
-    stages = StageTimes()
+    stages = StageTimes(overlapped=classifier.overlaps_well)
     evaluation = _Evaluation(classifier.label_names) if has_labels else None
-    rows = tokens = padded = empty = 0
-    latencies: list[float] = []
+    rows = tokens = empty = 0
+    batch_stats = BatchStats()
     label_names = np.asarray(classifier.label_names, dtype=object)
 
     def prepare(chunk: Chunk, read_s: float) -> _Prepared:
@@ -264,30 +278,24 @@ def classify_file(
         AtomicTableWriter(output, out_format, reader.columns + added) as writer,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsclf-prefetch") as pool,
     ):
-        for prepared in _prefetched(reader.iter_chunks(options.chunk_rows), prepare, pool):
+        chunks = reader.iter_chunks(options.chunk_rows)
+        prepared_chunks = (
+            _prefetched(chunks, prepare, pool)
+            if classifier.overlaps_well
+            else _in_turn(chunks, prepare)
+        )
+        for prepared in prepared_chunks:
             stages.read_s += prepared.read_s
             stages.tokenize_s += prepared.tokenize_s
             t0 = time.perf_counter()
-            encoded = prepared.encoded
-            probabilities = np.empty((len(prepared.texts), len(label_names)), dtype=np.float32)
-            for batch in classifier.batches(encoded):
-                t_batch = time.perf_counter()
-                feeds = classifier.feeds(encoded, batch)
-                padded += feeds["input_ids"].size
-                probabilities[batch] = softmax(classifier.logits(feeds))
-                latencies.append(1000 * (time.perf_counter() - t_batch))
+            probabilities = classifier.probabilities(prepared.encoded, batch_stats)
             stages.inference_s += time.perf_counter() - t0
 
             t0 = time.perf_counter()
             predicted = probabilities.argmax(axis=1)
-            confidence = probabilities[np.arange(len(predicted)), predicted]
-            names = label_names[predicted]
-            for i, row in enumerate(prepared.chunk.rows):
-                row[PREDICTED_COLUMN] = names[i]
-                row[CONFIDENCE_COLUMN] = round(float(confidence[i]), 6)
-                if options.probabilities:
-                    for j, name in enumerate(classifier.label_names):
-                        row[f"prob_{name}"] = round(float(probabilities[i, j]), 6)
+            _annotate(
+                prepared.chunk.rows, probabilities, predicted, label_names, options.probabilities
+            )
             writer.write_rows(prepared.chunk.rows)
             if evaluation is not None:
                 values = [row.get(options.label_column) for row in prepared.chunk.rows]
@@ -295,7 +303,7 @@ def classify_file(
             stages.write_s += time.perf_counter() - t0
 
             rows += len(prepared.texts)
-            tokens += encoded.tokens
+            tokens += prepared.encoded.tokens
             empty += sum(1 for t in prepared.texts if not t)
             if progress is not None:
                 progress(rows, *reader.progress())
@@ -307,14 +315,14 @@ def classify_file(
         output=output,
         rows=rows,
         tokens=tokens,
-        padded_tokens=padded,
+        padded_tokens=batch_stats.padded_tokens,
         wall_s=time.perf_counter() - started,
         stages=stages,
         classifier=classifier.describe(),
         empty_text_rows=empty,
         skipped_lines=[{"line": s.line, "reason": s.reason} for s in reader.skipped],
         peak_rss_mb=peak_rss_mb(),
-        batch_latencies_ms=latencies,
+        batch_latencies_ms=batch_stats.latencies_ms,
     )
     if evaluation is not None:
         result.metrics, result.confusions, result.labelled_rows = evaluation.finish()
@@ -323,12 +331,41 @@ def classify_file(
     return result
 
 
+def _annotate(
+    rows: list[dict[str, Any]],
+    probabilities: np.ndarray,
+    predicted: np.ndarray,
+    label_names: np.ndarray,
+    with_probabilities: bool,
+) -> None:
+    """Add the prediction columns to each row, in place."""
+    names = label_names[predicted]
+    confidence = probabilities[np.arange(len(predicted)), predicted]
+    for i, row in enumerate(rows):
+        row[PREDICTED_COLUMN] = names[i]
+        row[CONFIDENCE_COLUMN] = round(float(confidence[i]), 6)
+        if with_probabilities:
+            for j, name in enumerate(label_names):
+                row[f"prob_{name}"] = round(float(probabilities[i, j]), 6)
+
+
 def _text_columns(reader: TableReader, requested: list[str], trained: list[str]) -> list[str]:
     """--text-column when given; else the training columns when the file has them; else
     auto-detection ('text', then 'title' + 'description')."""
     if not requested and trained and all(c in reader.columns for c in trained):
         requested = trained
     return resolve_text_columns(reader.columns, requested, reader.name)
+
+
+def _in_turn(
+    chunks: Iterator[Chunk], prepare: Callable[[Chunk, float], _Prepared]
+) -> Iterator[_Prepared]:
+    while True:
+        t0 = time.perf_counter()
+        chunk = next(chunks, None)
+        if chunk is None:
+            return
+        yield prepare(chunk, time.perf_counter() - t0)
 
 
 def _prefetched(

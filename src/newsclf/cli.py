@@ -6,6 +6,7 @@ Errors raised by the library (`NewsclfError`) become a red message and the error
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -45,11 +46,17 @@ def _root() -> None:
     """newsclf: train, export --onnx, classify."""
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def handle_errors(command: F) -> F:
     """Turn library errors into a message and an exit code, at the CLI edge only."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # A plain `kill` must clean up like Ctrl-C: temporary outputs are removed on the way out.
+        signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             return command(*args, **kwargs)
         except NewsclfError as exc:

@@ -34,6 +34,7 @@ from newsclf.runtime import (
     file_sha256,
     quiet_onnxruntime,
 )
+from newsclf.tables import default_permissions
 
 REPORT_FILE = "export_report.json"
 
@@ -260,6 +261,7 @@ def export_onnx(checkpoint: Path, output_dir: Path | None, options: ExportOption
     staging = Path(
         tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent)
     )
+    default_permissions(staging, directory=True)
     try:
         files = {
             "fp32": export_fp32(

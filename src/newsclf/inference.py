@@ -7,15 +7,23 @@ their original order.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from newsclf.environment import cpu_cores
 from newsclf.errors import ModelError, ProviderError
 from newsclf.runtime import AUTO_VARIANTS, CPU, CUDA, ExportFolder, create_session
+
+
+@dataclass
+class BatchStats:
+    padded_tokens: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -49,6 +57,7 @@ class OnnxClassifier:
         self.label_names = folder.label_names
         self.max_length = folder.preprocessing.max_length
         self.fallback_reason: str | None = None
+        self.threads = threads or cpu_cores()
         self.session, self.device, self.variant = self._open(device, variant, threads)
         self.provider = self.session.get_providers()[0]
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -100,6 +109,13 @@ class OnnxClassifier:
         raise ModelError(f"{self.folder.path} holds no ONNX variant usable on {device}.")
 
     @property
+    def overlaps_well(self) -> bool:
+        """Whether preparing the next chunk in another thread speeds things up: on a GPU, or
+        when inference leaves CPU cores free. When it already uses every core, the extra thread
+        only competes with it (332 rows/s with it, 349-359 without, on 2 cores)."""
+        return self.device == "cuda" or self.threads < cpu_cores()
+
+    @property
     def model_path(self) -> Path:
         return self.folder.variants[self.variant]
 
@@ -135,13 +151,22 @@ class OnnxClassifier:
             return binding.copy_outputs_to_cpu()[0].astype(np.float32, copy=False)
         return self.session.run(["logits"], feeds)[0].astype(np.float32, copy=False)
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities for `texts`, in their order."""
-        encoded = self.encode(texts)
-        probabilities = np.empty((len(texts), len(self.label_names)), dtype=np.float32)
+    def probabilities(self, encoded: Encoded, stats: BatchStats | None = None) -> np.ndarray:
+        """Class probabilities for encoded texts, in their order; `stats` collects padding and
+        per-batch latency."""
+        probabilities = np.empty((len(encoded.ids), len(self.label_names)), dtype=np.float32)
         for rows in self.batches(encoded):
-            probabilities[rows] = softmax(self.logits(self.feeds(encoded, rows)))
+            started = time.perf_counter()
+            feeds = self.feeds(encoded, rows)
+            probabilities[rows] = softmax(self.logits(feeds))
+            if stats is not None:
+                stats.padded_tokens += feeds["input_ids"].size
+                stats.latencies_ms.append(1000 * (time.perf_counter() - started))
         return probabilities
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities for `texts` (already cleaned), in their order."""
+        return self.probabilities(self.encode(texts))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -161,4 +186,4 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-__all__ = ["CPU", "CUDA", "Encoded", "OnnxClassifier", "softmax"]
+__all__ = ["CPU", "CUDA", "BatchStats", "Encoded", "OnnxClassifier", "softmax"]

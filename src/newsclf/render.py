@@ -120,8 +120,8 @@ def classify_summary(report: dict[str, Any]) -> Panel:
         f"{report['throughput_tokens_per_s']:,.0f} tokens/s, "
         f"padding +{100 * report['padding_overhead']:.1f}%",
         f"time in      reading {stages['read_s']:.2f} s, tokenizing {stages['tokenize_s']:.2f} s, "
-        f"inference {stages['inference_s']:.2f} s, writing {stages['write_s']:.2f} s "
-        "(reading and tokenizing overlap inference)",
+        f"inference {stages['inference_s']:.2f} s, writing {stages['write_s']:.2f} s"
+        + (" (reading and tokenizing overlap inference)" if report["stages_overlapped"] else ""),
     ]
     if report.get("peak_rss_mb"):
         lines.append(f"peak memory  {report['peak_rss_mb']:,.0f} MB")

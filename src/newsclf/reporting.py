@@ -8,11 +8,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from newsclf.tables import default_permissions
+
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    default_permissions(Path(tmp))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, default=str)

@@ -298,6 +298,7 @@ class AtomicTableWriter:
                 prefix=f".{target.name}.", suffix=".partial", dir=target.parent
             )
             self._tmp_path = Path(tmp)
+            default_permissions(self._tmp_path)
             self._binary = os.fdopen(fd, "wb")
         if self.format in ("csv", "tsv"):
             self._text = io.TextIOWrapper(
@@ -363,6 +364,14 @@ class AtomicTableWriter:
                     os.replace(self._tmp_path, self.path)
                 else:
                     self._tmp_path.unlink(missing_ok=True)
+
+
+def default_permissions(path: Path, directory: bool = False) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; a finished output gets the usual
+    permissions (0666/0777 less the umask), like any file the user writes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
 
 
 def _csv_value(value: Any) -> Any:
