@@ -28,7 +28,9 @@ def launch_overhead() -> dict:
         x.add_(1)
     torch.cuda.synchronize()
     per_launch_us = (time.perf_counter() - t) / 2000 * 1e6
-    env = {k: v for k, v in os.environ.items() if k.startswith(("CUDA", "TORCH", "NVIDIA", "PYTORCH"))}
+    env = {
+        k: v for k, v in os.environ.items() if k.startswith(("CUDA", "TORCH", "NVIDIA", "PYTORCH"))
+    }
     return {"per_launch_us": round(per_launch_us, 1), "env": env}
 
 
@@ -49,11 +51,17 @@ def main() -> None:
         if not best.is_dir():
             results[name] = {"error": f"{best} missing (fresh machine)"}
             continue
-        for engine, batch in (("torch-fp16-cuda-sorted", 256), ("pipeline-cuda", 256), ("torch-fp16-cuda", 32)):
-            ns = argparse.Namespace(engine=engine, data=data, rows=args.rows, batch_size=batch, max_length=128)
+        for engine, batch in (
+            ("torch-fp16-cuda-sorted", 256),
+            ("pipeline-cuda", 256),
+            ("torch-fp16-cuda", 32),
+        ):
+            ns = argparse.Namespace(
+                engine=engine, data=data, rows=args.rows, batch_size=batch, max_length=128
+            )
             try:
                 r = _torch_engine(ns, best)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 r = {"error": f"{type(exc).__name__}: {exc}"}
             results.setdefault(name, {})[f"{engine}@{batch}"] = r
             print(name, engine, batch, r.get("rows_per_s", r.get("error")), flush=True)

@@ -50,49 +50,55 @@ def _tokenizer(folder: Path):  # type: ignore[no-untyped-def]
     return BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
 
 
+def _save_tiny_model(
+    folder: Path, model_class: type, config: object, **tokenizer_settings: object
+) -> Path:
+    import torch
+
+    tokenizer = _tokenizer(folder)
+    for key, value in tokenizer_settings.items():
+        setattr(tokenizer, key, value)
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT base model with a WordPiece tokenizer."""
-    import torch
     from transformers import BertConfig, BertModel
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = _tokenizer(folder)
-    torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=len(_vocabulary()),
         hidden_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         intermediate_size=128,
         max_position_embeddings=256,
     )
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return _save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), BertModel, config)
 
 
 @pytest.fixture(scope="session")
 def tiny_distilbert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny DistilBERT: a model without token_type_ids."""
-    import torch
     from transformers import DistilBertConfig, DistilBertModel
 
-    folder = tmp_path_factory.mktemp("tiny-distilbert")
-    tokenizer = _tokenizer(folder)
-    tokenizer.model_input_names = ["input_ids", "attention_mask"]
-    torch.manual_seed(0)
     config = DistilBertConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=len(_vocabulary()),
         dim=64,
         n_layers=2,
         n_heads=4,
         hidden_dim=128,
         max_position_embeddings=256,
     )
-    DistilBertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return _save_tiny_model(
+        tmp_path_factory.mktemp("tiny-distilbert"),
+        DistilBertModel,
+        config,
+        model_input_names=["input_ids", "attention_mask"],
+    )
 
 
 def tiny_training_config(model_dir: Path, output_dir: Path, **overrides: object):  # type: ignore[no-untyped-def]

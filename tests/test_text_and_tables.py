@@ -124,24 +124,32 @@ def test_empty_file(tmp_path: Path) -> None:
         TableReader(empty)
 
 
-def test_malformed_jsonl_names_the_line(tmp_path: Path) -> None:
-    path = tmp_path / "bad.jsonl"
-    path.write_text('{"text": "ok", "label": "a"}\n\n{"text": "broken"\n', encoding="utf-8")
-    with pytest.raises(InputError, match=r"bad\.jsonl, line 3: not valid JSON"):
-        read_table(path)
-
-
-def test_jsonl_line_that_is_not_an_object(tmp_path: Path) -> None:
-    path = tmp_path / "bad.jsonl"
-    path.write_text('{"text": "ok"}\n["a", "list"]\n', encoding="utf-8")
-    with pytest.raises(InputError, match="line 2: expected a JSON object, found list"):
-        read_table(path)
-
-
-def test_csv_row_with_wrong_field_count_names_the_line(tmp_path: Path) -> None:
-    path = tmp_path / "bad.csv"
-    path.write_text('text,label\n"multi\nline",a\nb,c,extra\n', encoding="utf-8")
-    with pytest.raises(InputError, match=r"bad\.csv, line 4: expected 2 fields .* found 3"):
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "bad.jsonl",
+            '{"text": "ok", "label": "a"}\n\n{"text": "broken"\n',
+            r"bad\.jsonl, line 3: not valid JSON",
+        ),
+        (
+            "bad.jsonl",
+            '{"text": "ok"}\n["a", "list"]\n',
+            "line 2: expected a JSON object, found list",
+        ),
+        (
+            "bad.csv",
+            'text,label\n"multi\nline",a\nb,c,extra\n',
+            r"bad\.csv, line 4: expected 2 fields .* found 3",
+        ),
+    ],
+)
+def test_malformed_row_names_the_line(
+    tmp_path: Path, name: str, content: str, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=message):
         read_table(path)
 
 
