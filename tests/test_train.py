@@ -210,3 +210,23 @@ def test_cli_train_on_a_bad_file_exits_non_zero_with_the_reason(tmp_path: Path) 
     assert result.exit_code == 2
     assert "bad.jsonl, line 2: not valid JSON" in re.sub(r"\s+", " ", result.output)
     assert not (tmp_path / "r").exists()
+
+
+def test_test_metrics_come_from_an_fp32_forward(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Training runs under bf16 autocast; the reported test metrics must not (accelerate leaves
+    the trained model's forward wrapped in autocast, so it has to be the saved model)."""
+    import newsclf.training as training
+
+    dtypes: list[torch.dtype] = []
+    real_predict = training.predict_logits
+
+    def recording_predict(model, *args, **kwargs):  # type: ignore[no-untyped-def]
+        model.classifier.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+        return real_predict(model, *args, **kwargs)
+
+    monkeypatch.setattr(training, "predict_logits", recording_predict)
+    config = tiny_training_config(tiny_bert_dir, tmp_path / "run", epochs=1, max_train_samples=32)
+    NewsTrainer(config, Console(quiet=True)).train()
+    assert dtypes and set(dtypes) == {torch.float32}

@@ -189,10 +189,14 @@ class NewsTrainer:
 
         test_metrics = None
         if data.test is not None:
-            # In fp32, outside the Trainer's autocast: the figures export and classify reproduce.
+            # From the saved model in fp32: the figures export and classify reproduce. (The
+            # Trainer's model still runs under autocast: accelerate wraps its forward.)
+            saved = AutoModelForSequenceClassification.from_pretrained(
+                str(best_dir), dtype=torch.float32
+            ).to(device)
             with varied_shapes_attention(device):
                 logits = predict_logits(
-                    trainer.model, tokenizer, data.test.texts, cfg.eval_batch_size, pre.max_length
+                    saved, tokenizer, data.test.texts, cfg.eval_batch_size, pre.max_length
                 )
             test_metrics = classification_metrics(
                 data.test.labels, np.argmax(logits, axis=-1), data.label_names
