@@ -135,3 +135,35 @@ def test_classify_refuses_a_variant_file_from_another_model(tiny_export, tmp_pat
     (copy / "tokenizer_config.json").unlink()
     with pytest.raises(ModelError, match=r"missing tokenizer_config\.json"):
         ExportFolder.load(copy)
+
+
+def test_int8_falls_back_to_fp32_ffn_outputs_when_labels_flip(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from newsclf.export import (
+        INT8_RECIPES,
+        export_fp32,
+        load_checkpoint,
+        model_input_names,
+        quantize_checked,
+    )
+
+    model, tokenizer = load_checkpoint(tiny_run.best_dir)
+    names = model_input_names(model, tokenizer)
+    fp32 = export_fp32(model, tokenizer, names, tmp_path / "model.onnx", 18)
+    tried: list[onnx.ModelProto] = []
+
+    class FailsFirst:  # a parity checker whose first int8 attempt disagrees with PyTorch
+        def check(self, variant: str, path: Path) -> SimpleNamespace:
+            tried.append(onnx.load(str(path)))
+            return SimpleNamespace(passed=len(tried) == 2)
+
+    result, recipe = quantize_checked(fp32, tmp_path / "int8.onnx", model.config, FailsFirst())
+    assert result.passed and recipe == INT8_RECIPES[1] and len(tried) == 2
+
+    def float_weight_matmuls(graph: onnx.GraphProto) -> int:
+        weights = {i.name for i in graph.initializer}
+        return sum(n.op_type == "MatMul" and n.input[1] in weights for n in graph.node)
+
+    # The fallback keeps one MatMul per layer (the FFN output, after GELU) in fp32.
+    assert float_weight_matmuls(tried[1].graph) == float_weight_matmuls(tried[0].graph) + 2

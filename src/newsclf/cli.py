@@ -245,6 +245,8 @@ def export(
         result = export_onnx(checkpoint or latest_run(), output, options)
     console.print(export_table(result.variants, result.output_dir))
     console.print(f"parity texts: {result.report['parity_texts']}")
+    if result.report.get("int8_recipe"):
+        console.print(f"int8 recipe: {result.report['int8_recipe']}")
     console.print(f"[bold green]export written[/] to {result.output_dir}")
 
 
