@@ -9,11 +9,13 @@ nothing that looks finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -120,6 +122,8 @@ def export_fp32(model: Any, tokenizer: Any, input_names: list[str], path: Path, 
     )
     args = tuple(sample[name] for name in input_names)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=4096)
+    # The exporter logs, as warnings, every torchvision operator it cannot register.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -199,18 +203,30 @@ def quantize_int8(source: Path, target: Path, config: Any, recipe: str = INT8_RE
     # ("Inferred shape and existing shape differ"); the quantizer infers them afresh.
     del model.graph.value_info[:]
     keep_fp32 = _matmuls_after_gelu(model) if recipe == INT8_RECIPES[1] else []
-    quantize_dynamic(
-        model,
-        str(target),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul", "Attention"],
-        nodes_to_exclude=keep_fp32,
-        # The fused graph lacks some shape information; without this, quantization stops at
-        # "Unable to find data type for weight_name".
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    with _quiet_root_logger():  # the quantizer warns on the root logger about what it skips
+        quantize_dynamic(
+            model,
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Attention"],
+            nodes_to_exclude=keep_fp32,
+            # The fused graph lacks some shape information; without this, quantization stops at
+            # "Unable to find data type for weight_name".
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     return target
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _matmuls_after_gelu(model: Any) -> list[str]:

@@ -96,7 +96,7 @@ class OnnxClassifier:
                 except ProviderError as exc:
                     if device == "cuda":
                         raise
-                    self.fallback_reason = f"CUDA unavailable, running on the CPU: {exc}"
+                    self.fallback_reason = f"--device auto chose the CPU: {exc}"
         chosen = self._pick_variant(variant, "cpu")
         return create_session(self.folder.verify(chosen), "cpu", threads), "cpu", chosen
 
