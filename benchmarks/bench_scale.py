@@ -59,6 +59,10 @@ def classify(model: Path, data: Path, work: Path) -> dict[str, Any]:
     }
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="export folder")
@@ -98,7 +102,7 @@ def main() -> None:
         "| ---: | ---: | ---: | ---: | ---: |",
         *[
             f"| {r['rows']:,} | {r['rows_per_s']:.1f} | {r['rows_per_s'] / base - 1:+.1%} | {r['peak_rss_mb']:,.0f} | "
-            f"{'-' if r['accuracy'] is None else f'{100 * r['accuracy']:.2f}%'} |"
+            f"{_percent(r['accuracy'])} |"
             for r in results
         ],
     ]
