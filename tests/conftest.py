@@ -14,7 +14,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "newsclf" / "sample_data"
-SHARED_AG_NEWS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ag_news"
+SHARED_AG_NEWS = Path(
+    os.environ.get(
+        "NEWSCLF_AG_NEWS", Path(__file__).resolve().parents[2] / "shared" / "data" / "ag_news"
+    )
+)
 LABELS = ["Business", "Sci/Tech", "Sports", "World"]
 
 
