@@ -38,10 +38,21 @@ def repeated(source: Path, target: Path, rows: int) -> Path:
 def classify(model: Path, data: Path, work: Path) -> dict[str, Any]:
     report = work / f"{data.stem}.report.json"
     command = [
-        sys.executable, "-m", "newsclf.cli", "classify", str(data), "--model", str(model),
-        "--output", str(work / f"{data.stem}.predictions.csv"), "--report", str(report),
+        sys.executable,
+        "-m",
+        "newsclf.cli",
+        "classify",
+        str(data),
+        "--model",
+        str(model),
+        "--output",
+        str(work / f"{data.stem}.predictions.csv"),
+        "--report",
+        str(report),
     ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     _, status, usage = os.wait4(process.pid, 0)
     stderr = process.stderr.read() if process.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
@@ -64,7 +75,9 @@ def _percent(value: float | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", type=Path, required=True, help="export folder")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--sizes", default="1000,1000000")
@@ -82,7 +95,10 @@ def main() -> None:
             data = repeated(args.data, work / f"rows_{size}.csv", size)
             result = classify(args.model, data, work)
             results.append(result)
-            print(f"{size:>9,} rows: {result['rows_per_s']:.1f} rows/s, peak {result['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"{size:>9,} rows: {result['rows_per_s']:.1f} rows/s, peak {result['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
             for path in work.glob(f"rows_{size}*"):
                 path.unlink()
     meta = {
@@ -109,7 +125,9 @@ def main() -> None:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     cpu = "".join(c if c.isalnum() else "-" for c in meta["machine"]["cpu"]).strip("-").lower()
     stem = f"{meta['date'][:10]}-scale-{cpu}-{meta['machine']['cores']}c"
-    (args.output_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    (args.output_dir / f"{stem}.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=2) + "\n"
+    )
     (args.output_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

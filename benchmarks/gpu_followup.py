@@ -41,11 +41,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=12000)
     args = parser.parse_args()
     from bench_classify import _torch_engine
-    from gpu_check import repeated_csv
+    from bench_scale import repeated
 
     results: dict = {"launch": launch_overhead()}
     print(results["launch"], flush=True)
-    data = repeated_csv(Path(".carry/ag_news/test.csv"), args.work / "test_followup.csv", args.rows)
+    data = repeated(Path(".carry/ag_news/test.csv"), args.work / "test_followup.csv", args.rows)
     for name, run in (("bert_base", "bert-base-random"), ("minilm", "run-embedded-settings")):
         best = args.work / run / "best"
         if not best.is_dir():
