@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from newsclf.config import ClassifyConfig
-from newsclf.data import _label_key, parse_text_columns, resolve_text_columns
+from newsclf.data import label_key, parse_text_columns, resolve_text_columns
 from newsclf.errors import InputError
 from newsclf.inference import BatchStats, Encoded, OnnxClassifier
 from newsclf.metrics import classification_metrics, top_confusions
@@ -162,7 +162,7 @@ class LabelMatcher:
 
     def __call__(self, value: Any) -> int | str | None:
         """Class index; None for an empty cell; the raw text for a label the model lacks."""
-        key = _label_key(value)
+        key = label_key(value)
         if key is None:
             return None
         if str(key) in self.index:

@@ -72,7 +72,7 @@ def resolve_text_columns(
     )
 
 
-def _label_key(value: Any) -> str | int | None:
+def label_key(value: Any) -> str | int | None:
     """Normalise a raw label: integers (also '3' and 3.0) stay integers, names are stripped."""
     if value is None or (isinstance(value, float) and value != value):
         return None
@@ -121,7 +121,7 @@ def _read_labeled_file(
 def _collect_labels(chunk: Chunk, label_column: str, where: str) -> list[str | int]:
     labels: list[str | int] = []
     for row, line in zip(chunk.rows, chunk.line_numbers, strict=True):
-        key = _label_key(row.get(label_column))
+        key = label_key(row.get(label_column))
         if key is None:
             raise InputError(f"{where}, line {line}: empty label in column {label_column!r}.")
         labels.append(key)

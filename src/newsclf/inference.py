@@ -17,7 +17,7 @@ import numpy as np
 
 from newsclf.environment import cpu_cores
 from newsclf.errors import ModelError, ProviderError
-from newsclf.runtime import AUTO_VARIANTS, CPU, CUDA, ExportFolder, create_session
+from newsclf.runtime import AUTO_VARIANTS, CPU, CUDA, ExportFolder, create_session, run_logits
 
 
 @dataclass
@@ -149,7 +149,7 @@ class OnnxClassifier:
             binding.bind_output("logits", "cuda")
             self.session.run_with_iobinding(binding)
             return binding.copy_outputs_to_cpu()[0].astype(np.float32, copy=False)
-        return self.session.run(["logits"], feeds)[0].astype(np.float32, copy=False)
+        return run_logits(self.session, feeds)
 
     def probabilities(self, encoded: Encoded, stats: BatchStats | None = None) -> np.ndarray:
         """Class probabilities for encoded texts, in their order; `stats` collects padding and
