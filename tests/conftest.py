@@ -131,18 +131,17 @@ def tiny_training_config(model_dir: Path, output_dir: Path, **overrides: object)
 @pytest.fixture(scope="session")
 def tiny_run(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A finished training run of the tiny BERT on the sample data."""
-    from rich.console import Console
-
     from newsclf.training import NewsTrainer
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     config = tiny_training_config(tiny_bert_dir, run_dir)
-    return NewsTrainer(config, Console(quiet=True)).train()
+    return NewsTrainer(config).train()
 
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run):  # type: ignore[no-untyped-def]
     """The tiny run exported with every CPU variant."""
-    from newsclf.export import ExportOptions, export_onnx
+    from newsclf.config import ExportConfig
+    from newsclf.export import export_onnx
 
-    return export_onnx(tiny_run.run_dir, None, ExportOptions(optimize=True, quantize="int8"))
+    return export_onnx(tiny_run.run_dir, None, ExportConfig(optimize=True, quantize="int8"))

@@ -15,18 +15,18 @@ import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from typer.testing import CliRunner
 
-from newsclf.classify import ClassifyOptions, classify_file
+from newsclf.classifier import Classifier
+from newsclf.classify import classify_file
 from newsclf.cli import app
+from newsclf.config import ClassifyConfig
 from newsclf.errors import InputError, ModelError, ProviderError
-from newsclf.inference import OnnxClassifier
-from newsclf.runtime import ExportFolder
-from newsclf.text import clean_text
+from newsclf.export_folder import ExportFolder
 from tests.conftest import LABELS, sample_rows, write_csv
 
 
 @pytest.fixture(scope="module")
-def classifier(tiny_export) -> OnnxClassifier:  # type: ignore[no-untyped-def]
-    return OnnxClassifier(
+def classifier(tiny_export) -> Classifier:  # type: ignore[no-untyped-def]
+    return Classifier(
         ExportFolder.load(tiny_export.output_dir), device="cpu", variant="fp32", batch_size=3
     )
 
@@ -53,7 +53,7 @@ def run(cli_args: list[str], input: str | bytes | None = None):  # type: ignore[
 def test_output_keeps_every_row_in_order_across_chunks(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     source = _input_file(tmp_path)
     output = tmp_path / "out.csv"
-    result = classify_file(source, classifier, ClassifyOptions(output=output, chunk_rows=7))
+    result = classify_file(source, classifier, ClassifyConfig(chunk_rows=7), output=output)
     rows_in, rows_out = _read_csv(source), _read_csv(output)
     assert result.rows == len(rows_out) == len(rows_in) == 50
     assert list(rows_out[0]) == [
@@ -66,8 +66,9 @@ def test_output_keeps_every_row_in_order_across_chunks(classifier, tmp_path: Pat
     ]
     for before, after in zip(rows_in, rows_out, strict=True):
         assert {k: after[k] for k in before} == before  # every input column, unchanged, in order
-    # Each prediction equals classifying that row alone (no batching, no sorting, no padding).
-    texts = [clean_text(f"{r['title']} {r['description']}") for r in rows_in]
+    # Each prediction equals classifying that row alone (no batching, no sorting, no padding)
+    # through the public API, which cleans raw texts as classify does.
+    texts = [f"{r['title']} {r['description']}" for r in rows_in]
     alone = [classifier.predict_proba([t])[0] for t in texts]
     assert [r["predicted_label"] for r in rows_out] == [LABELS[int(np.argmax(p))] for p in alone]
     assert [float(r["confidence"]) for r in rows_out] == pytest.approx(
@@ -118,14 +119,14 @@ def test_jsonl_and_parquet_round_trip_with_probabilities(classifier, tmp_path: P
     ]
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    result = classify_file(source, classifier, ClassifyOptions(probabilities=True))
+    result = classify_file(source, classifier, ClassifyConfig(probabilities=True))
     out = [json.loads(line) for line in Path(result.output).read_text().splitlines()]
     assert Path(result.output).name == "in.predictions.jsonl"
     assert [r["n"] for r in out] == [1, 2]
     assert all(abs(sum(r[f"prob_{n}"] for n in LABELS) - 1) < 1e-4 for r in out)
 
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet")
-    result = classify_file(tmp_path / "in.parquet", classifier, ClassifyOptions())
+    result = classify_file(tmp_path / "in.parquet", classifier, ClassifyConfig())
     table = pq.read_table(result.output)
     assert table.column_names == ["text", "label", "n", "predicted_label", "confidence"]
     assert table.column("n").to_pylist() == [1, 2]
@@ -134,7 +135,7 @@ def test_jsonl_and_parquet_round_trip_with_probabilities(classifier, tmp_path: P
 def test_missing_text_column_lists_the_columns(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     source = write_csv(tmp_path / "in.csv", ["headline", "label"], [["a", "World"]])
     with pytest.raises(InputError, match="columns found: headline, label"):
-        classify_file(source, classifier, ClassifyOptions())
+        classify_file(source, classifier, ClassifyConfig())
     assert not (tmp_path / "in.predictions.csv").exists()
 
 
@@ -142,7 +143,7 @@ def test_empty_texts_are_classified_and_counted(classifier, tmp_path: Path) -> N
     source = write_csv(
         tmp_path / "in.csv", ["text"], [["stocks rise"], [""], ["   "], ["team wins"]]
     )
-    result = classify_file(source, classifier, ClassifyOptions())
+    result = classify_file(source, classifier, ClassifyConfig())
     assert result.rows == 4 and result.empty_text_rows == 2
     assert all(r["predicted_label"] in LABELS for r in _read_csv(Path(result.output)))
     assert result.metrics is None  # no label column: no evaluation
@@ -152,11 +153,11 @@ def test_malformed_jsonl_line_is_an_error_or_skipped(classifier, tmp_path: Path)
     source = tmp_path / "in.jsonl"
     source.write_text('{"text": "a"}\n{"text": "b"\n{"text": "c"}\n', encoding="utf-8")
     with pytest.raises(InputError, match=r"in\.jsonl, line 2: not valid JSON"):
-        classify_file(source, classifier, ClassifyOptions())
+        classify_file(source, classifier, ClassifyConfig())
     assert not (tmp_path / "in.predictions.jsonl").exists()
 
-    result = classify_file(source, classifier, ClassifyOptions(on_error="skip"))
-    assert result.rows == 2 and [s["line"] for s in result.skipped_lines] == [2]
+    result = classify_file(source, classifier, ClassifyConfig(on_error="skip"))
+    assert result.rows == 2 and [s.line for s in result.skipped_lines] == [2]
     out = [json.loads(line) for line in Path(result.output).read_text().splitlines()]
     assert [r["text"] for r in out] == ["a", "c"]  # no prediction written for line 2
 
@@ -184,10 +185,10 @@ def test_unknown_and_missing_labels_are_excluded_and_counted(classifier, tmp_pat
             ["w", "2"],
         ],  # an integer label is read as a class index (2 = Sports)
     )
-    result = classify_file(source, classifier, ClassifyOptions())
+    result = classify_file(source, classifier, ClassifyConfig())
     assert result.unknown_labels == {"Weather": 2}
     assert result.unlabelled_rows == 1 and result.labelled_rows == 3
-    assert result.metrics is not None and result.metrics["rows"] == 3
+    assert result.metrics is not None and result.metrics.rows == 3
     assert result.rows == 6  # every row still gets a prediction
 
 
@@ -195,7 +196,7 @@ def test_undecodable_bytes_report_the_position(classifier, tmp_path: Path) -> No
     source = tmp_path / "in.csv"
     source.write_bytes(b"text\nok\nna\xefve\n")
     with pytest.raises(InputError, match=r"line 3, byte 3 of that line"):
-        classify_file(source, classifier, ClassifyOptions())
+        classify_file(source, classifier, ClassifyConfig())
 
 
 def test_empty_file_and_header_only(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -206,7 +207,7 @@ def test_empty_file_and_header_only(classifier, tmp_path: Path) -> None:  # type
     header = tmp_path / "header.csv"
     header.write_text("text,label\n", encoding="utf-8")
     with pytest.raises(InputError, match="header but no rows"):
-        classify_file(header, classifier, ClassifyOptions())
+        classify_file(header, classifier, ClassifyConfig())
     assert not (tmp_path / "header.predictions.csv").exists()
 
 
@@ -230,7 +231,7 @@ def test_interrupted_run_leaves_no_output(classifier, tmp_path: Path) -> None:  
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        classify_file(source, classifier, ClassifyOptions(chunk_rows=10), progress=interrupt)
+        classify_file(source, classifier, ClassifyConfig(chunk_rows=10), progress=interrupt)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
@@ -259,11 +260,11 @@ def test_stdin_input_and_stdout_output(classifier) -> None:  # type: ignore[no-u
 def test_cuda_request_without_cuda_is_an_error(tiny_export) -> None:  # type: ignore[no-untyped-def]
     folder = ExportFolder.load(tiny_export.output_dir)
     try:
-        OnnxClassifier(folder, device="cuda")
+        Classifier(folder, device="cuda")
     except ProviderError as error:
         assert "CUDA" in str(error)
     else:
         pytest.skip("CUDA really works on this machine")
-    auto = OnnxClassifier(folder, device="auto")
+    auto = Classifier(folder, device="auto")
     assert auto.provider == "CPUExecutionProvider" and auto.device == "cpu"
     assert auto.variant == "int8"  # the fastest CPU variant the folder holds

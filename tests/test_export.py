@@ -13,10 +13,11 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
+from newsclf.classifier import Classifier
 from newsclf.cli import app
-from newsclf.export import ExportOptions, export_onnx
-from newsclf.inference import OnnxClassifier
-from newsclf.runtime import ExportFolder
+from newsclf.config import ExportConfig
+from newsclf.export import export_onnx
+from newsclf.export_folder import ExportFolder
 
 
 def test_tiny_bert_export_passes_parity_at_every_shape(tiny_export) -> None:  # type: ignore[no-untyped-def]
@@ -58,7 +59,7 @@ def test_optimized_and_int8_variants_load_and_agree(tiny_export) -> None:  # typ
     assert report["passed"] is True and report["fp32_tolerance"] == 1e-4
     folder = ExportFolder.load(tiny_export.output_dir)
     for variant in ("optimized", "int8"):
-        classifier = OnnxClassifier(folder, device="cpu", variant=variant)
+        classifier = Classifier(folder, device="cpu", variant=variant)
         probabilities = classifier.predict_proba(["stocks and shares rose", "the team won"])
         assert probabilities.shape == (2, 4)
         assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -68,27 +69,24 @@ def test_export_folder_is_self_contained(tiny_export, tmp_path: Path) -> None:  
     copy = tmp_path / "elsewhere" / "my-export"
     shutil.copytree(tiny_export.output_dir, copy)
     texts = ["Stocks fell as oil prices climbed", "The Rovers beat United 2-1 on Saturday"]
-    original = OnnxClassifier(
-        ExportFolder.load(tiny_export.output_dir), device="cpu", variant="fp32"
-    )
-    moved = OnnxClassifier(ExportFolder.load(copy), device="cpu", variant="fp32")
+    original = Classifier(ExportFolder.load(tiny_export.output_dir), device="cpu", variant="fp32")
+    moved = Classifier(ExportFolder.load(copy), device="cpu", variant="fp32")
     np.testing.assert_array_equal(original.predict_proba(texts), moved.predict_proba(texts))
     assert moved.label_names == ["Business", "Sci/Tech", "Sports", "World"]
 
 
 def test_model_without_token_type_ids_exports(tiny_distilbert_dir: Path, tmp_path: Path) -> None:
-    from rich.console import Console
 
     from newsclf.training import NewsTrainer
     from tests.conftest import tiny_training_config
 
     config = tiny_training_config(tiny_distilbert_dir, tmp_path / "run", epochs=1)
-    run = NewsTrainer(config, Console(quiet=True)).train()
-    result = export_onnx(run.run_dir, None, ExportOptions())
+    run = NewsTrainer(config).train()
+    result = export_onnx(run.run_dir, None, ExportConfig())
     model = onnx.load(str(result.output_dir / "model.onnx"))
     assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask"]
     assert result.variants[0].passed
-    classifier = OnnxClassifier(ExportFolder.load(result.output_dir), device="cpu")
+    classifier = Classifier(ExportFolder.load(result.output_dir), device="cpu")
     assert classifier.predict_proba(["a text"]).shape == (1, 4)
 
 
@@ -131,7 +129,7 @@ def test_classify_refuses_a_variant_file_from_another_model(tiny_export, tmp_pat
     shutil.copytree(tiny_export.output_dir, copy)
     shutil.copy(copy / "model_int8.onnx", copy / "model.onnx")  # another graph under the name
     with pytest.raises(ModelError, match="is not the file this export wrote"):
-        OnnxClassifier(ExportFolder.load(copy), device="cpu", variant="fp32")
+        Classifier(ExportFolder.load(copy), device="cpu", variant="fp32")
     (copy / "tokenizer_config.json").unlink()
     with pytest.raises(ModelError, match=r"missing tokenizer_config\.json"):
         ExportFolder.load(copy)

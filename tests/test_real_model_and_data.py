@@ -61,8 +61,8 @@ def test_embedded_model_export_matches_pytorch(tmp_path: Path) -> None:
     """A real 6-layer, 384-wide BERT (classifier head untrained): fp32 parity at 1e-4."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from newsclf.config import PreprocessingConfig
-    from newsclf.export import ExportOptions, export_onnx
+    from newsclf.config import ExportConfig, PreprocessingConfig
+    from newsclf.export import export_onnx
 
     best = tmp_path / "run" / "best"
     source = embedded_model_dir()
@@ -80,7 +80,7 @@ def test_embedded_model_export_matches_pytorch(tmp_path: Path) -> None:
         + "".join(f"News item {i}: markets; sport and science in brief.\n" for i in range(40)),
         encoding="utf-8",
     )
-    result = export_onnx(best, tmp_path / "onnx", ExportOptions(parity_file=parity))
+    result = export_onnx(best, tmp_path / "onnx", ExportConfig(parity_file=parity))
     fp32 = result.variants[0]
     assert fp32.passed and fp32.max_abs_diff <= 1e-4
     assert fp32.cases["max length, batch 17"]["rows"] == 40

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from newsclf.data import load_local_data, resolve_text_columns
+from newsclf.data import load_local_data
 from newsclf.errors import InputError
 from newsclf.tables import AtomicTableWriter, TableReader, read_table
-from newsclf.text import clean_text, join_columns
+from newsclf.text import choose_text_columns, clean_text, join_columns
 from tests.conftest import write_csv
 
 
@@ -41,17 +41,22 @@ def test_join_columns_skips_missing_values() -> None:
     assert join_columns(["Title", None, float("nan"), " body "]) == "Title body"
 
 
-def test_resolve_text_columns_auto_and_explicit() -> None:
-    assert resolve_text_columns(["label", "text"], [], "f") == ["text"]
-    assert resolve_text_columns(["title", "description", "label"], [], "f") == [
-        "title",
-        "description",
-    ]
-    assert resolve_text_columns(["a", "b"], ["b", "a"], "f") == ["b", "a"]
+def test_one_text_column_policy_requested_then_trained_then_auto() -> None:
+    assert choose_text_columns(["label", "text"], where="f") == ["text"]
+    both = ["title", "description", "label", "text"]
+    assert choose_text_columns(both[:3], where="f") == ["title", "description"]
+    assert choose_text_columns(["a", "b"], requested=["b", "a"], where="f") == ["b", "a"]
+    # The model's training columns win over auto-detection when the table has them...
+    assert choose_text_columns(both, trained=["title", "description"], where="f") == both[:2]
+    # ...an explicit request wins over both, and missing trained columns fall back to auto.
+    assert choose_text_columns(both, requested=["title"], trained=["text"], where="f") == ["title"]
+    assert choose_text_columns(["text"], trained=["headline"], where="f") == ["text"]
     with pytest.raises(InputError, match="columns found: headline, label"):
-        resolve_text_columns(["headline", "label"], [], "f.csv")
+        choose_text_columns(["headline", "label"], where="f.csv")
+    with pytest.raises(InputError, match=r"'body' \(as trained\)"):
+        choose_text_columns(["headline"], trained=["body"], where="f.csv")
     with pytest.raises(InputError, match="no column 'body'; columns found: a, b"):
-        resolve_text_columns(["a", "b"], ["body"], "f.csv")
+        choose_text_columns(["a", "b"], requested=["body"], where="f.csv")
 
 
 ROWS = [

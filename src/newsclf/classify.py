@@ -19,27 +19,19 @@ from typing import Any
 
 import numpy as np
 
+from newsclf.classifier import BatchStats, Classifier, ClassifierInfo, Encoded
 from newsclf.config import ClassifyConfig
-from newsclf.data import label_key, parse_text_columns, resolve_text_columns
+from newsclf.data import label_key
 from newsclf.errors import InputError
-from newsclf.inference import BatchStats, Encoded, OnnxClassifier
-from newsclf.metrics import classification_metrics, top_confusions
-from newsclf.tables import STDIN, AtomicTableWriter, Chunk, TableReader, detect_format
-from newsclf.text import prepare_texts
+from newsclf.metrics import ClassificationMetrics, Confusion, classification_metrics
+from newsclf.tables import STDIN, AtomicTableWriter, Chunk, SkippedLine, TableReader, detect_format
+from newsclf.text import choose_text_columns, texts_from_rows
 
 PREDICTED_COLUMN = "predicted_label"
 CONFIDENCE_COLUMN = "confidence"
-
-
-@dataclass
-class ClassifyOptions:
-    output: str | Path | None = None
-    format: str | None = None
-    text_column: str | None = None
-    label_column: str = ClassifyConfig.label_column
-    probabilities: bool = False
-    on_error: str = "raise"
-    chunk_rows: int = ClassifyConfig.chunk_rows
+# Called after each chunk: (rows done, units done, units total or None). Units are bytes for
+# CSV/JSONL, rows for Parquet.
+ProgressCallback = Callable[[int, int, "int | None"], None]
 
 
 @dataclass
@@ -56,6 +48,8 @@ class StageTimes:
 
 @dataclass
 class ClassifyResult:
+    """What `classify_file` did: rows, speed, where time went and, with labels, the metrics."""
+
     input: str
     output: str
     rows: int
@@ -63,14 +57,14 @@ class ClassifyResult:
     padded_tokens: int
     wall_s: float
     stages: StageTimes
-    classifier: dict[str, Any]
+    classifier: ClassifierInfo
     empty_text_rows: int
-    skipped_lines: list[dict[str, Any]]
+    skipped_lines: list[SkippedLine]
     labelled_rows: int = 0
     unlabelled_rows: int = 0
     unknown_labels: dict[str, int] = field(default_factory=dict)
-    metrics: dict[str, Any] | None = None
-    confusions: list[dict[str, Any]] = field(default_factory=list)
+    metrics: ClassificationMetrics | None = None
+    confusions: list[Confusion] = field(default_factory=list)
     peak_rss_mb: float | None = None
     batch_latencies_ms: list[float] = field(default_factory=list, repr=False)
 
@@ -78,23 +72,34 @@ class ClassifyResult:
     def rows_per_s(self) -> float:
         return self.rows / self.wall_s if self.wall_s > 0 else 0.0
 
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def padding_overhead(self) -> float:
+        """Padded tokens run per real token, less one."""
+        return self.padded_tokens / self.tokens - 1 if self.tokens else 0.0
+
     def to_report(self) -> dict[str, Any]:
+        """The JSON report (`--report`)."""
+        info = self.classifier
         report = {
             "input": self.input,
             "output": self.output,
             "rows": self.rows,
-            "model": self.classifier["model"],
-            "variant": self.classifier["variant"],
-            "provider": self.classifier["provider"],
-            "device": self.classifier["device"],
-            "batch_size": self.classifier["batch_size"],
-            "fallback_reason": self.classifier["fallback_reason"],
+            "model": info.model,
+            "variant": info.variant,
+            "provider": info.provider,
+            "device": info.device,
+            "batch_size": info.batch_size,
+            "max_batch_tokens": info.max_batch_tokens,
+            "threads": info.threads,
+            "fallback_reason": info.fallback_reason,
             "throughput_rows_per_s": round(self.rows_per_s, 2),
-            "throughput_tokens_per_s": round(self.tokens / self.wall_s, 1) if self.wall_s else 0.0,
+            "throughput_tokens_per_s": round(self.tokens_per_s, 1),
             "tokens": self.tokens,
-            "padding_overhead": round(self.padded_tokens / self.tokens - 1, 4)
-            if self.tokens
-            else 0.0,
+            "padding_overhead": round(self.padding_overhead, 4),
             "wall_time_s": round(self.wall_s, 3),
             "stage_seconds": {
                 "read_s": round(self.stages.read_s, 3),
@@ -105,7 +110,7 @@ class ClassifyResult:
             "stages_overlapped": self.stages.overlapped,
             "batch_latency_ms": _percentiles(self.batch_latencies_ms),
             "empty_text_rows": self.empty_text_rows,
-            "skipped_lines": self.skipped_lines,
+            "skipped_lines": [{"line": s.line, "reason": s.reason} for s in self.skipped_lines],
             "peak_rss_mb": self.peak_rss_mb,
         }
         if self.metrics is not None:
@@ -113,13 +118,8 @@ class ClassifyResult:
                 "labelled_rows": self.labelled_rows,
                 "unlabelled_rows": self.unlabelled_rows,
                 "unknown_labels": self.unknown_labels,
-                "accuracy": self.metrics["accuracy"],
-                "f1_macro": self.metrics["f1_macro"],
-                "f1_weighted": self.metrics["f1_weighted"],
-                "per_class": self.metrics["per_class"],
-                "labels": self.metrics["labels"],
-                "confusion_matrix": self.metrics["confusion_matrix"],
-                "top_confusions": self.confusions,
+                **{k: v for k, v in self.metrics.to_dict().items() if k != "rows"},
+                "top_confusions": [c.__dict__ for c in self.confusions],
             }
         return report
 
@@ -210,7 +210,7 @@ class _Evaluation:
         for i in np.flatnonzero(known & (truth != predicted)):
             self.examples.setdefault((int(truth[i]), int(predicted[i])), texts[i])
 
-    def finish(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
+    def finish(self) -> tuple[ClassificationMetrics | None, list[Confusion], int]:
         y_true = np.concatenate(self.y_true) if self.y_true else np.array([], dtype=np.int16)
         y_pred = np.concatenate(self.y_pred) if self.y_pred else np.array([], dtype=np.int16)
         if len(y_true) == 0:
@@ -218,38 +218,52 @@ class _Evaluation:
         metrics = classification_metrics(y_true, y_pred, self.label_names)
         index = {n: i for i, n in enumerate(self.label_names)}
         confusions = [
-            {
-                "true": true,
-                "predicted": predicted,
-                "count": count,
-                "example": self.examples.get((index[true], index[predicted]), ""),
-            }
-            for true, predicted, count in top_confusions(
-                metrics["confusion_matrix"], self.label_names
+            Confusion(
+                c.true,
+                c.predicted,
+                c.count,
+                self.examples.get((index[c.true], index[c.predicted]), ""),
             )
+            for c in metrics.top_confusions()
         ]
         return metrics, confusions, len(y_true)
 
 
 def classify_file(
     input_path: str | Path,
-    classifier: OnnxClassifier,
-    options: ClassifyOptions,
-    progress: Callable[[int, int, int | None], None] | None = None,
+    classifier: Classifier,
+    config: ClassifyConfig | None = None,
+    *,
+    output: str | Path | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ClassifyResult:
-    """Classify every row of `input_path`; write predictions; evaluate if labels are present.
+    """Classify every row of a table; write the rows with predictions; evaluate if labelled.
 
-    `progress(rows_done, units_done, units_total)` is called after each chunk (units are bytes
-    for CSV/JSONL and rows for Parquet; total is None for stdin).
+    Args:
+        input_path: CSV, TSV, JSONL or Parquet file, or `-` for stdin (format sniffed).
+        classifier: the `Classifier` to run.
+        config: how to read and write (text/label columns, probabilities, malformed rows).
+        output: output file (format by extension) or `-`; default `<input>.predictions.<ext>`.
+        progress: called after each chunk with (rows done, units done, units total or None).
+
+    Returns:
+        `ClassifyResult`; `metrics` is set when the table has the label column.
+
+    Raises:
+        InputError: the input is missing or malformed (its line is named), or the output
+            would overwrite the input or its columns.
     """
+    config = config or ClassifyConfig()
     started = time.perf_counter()
-    reader = TableReader(input_path, options.format, on_error=options.on_error)
-    pre = classifier.folder.preprocessing
-    text_columns = _text_columns(reader, parse_text_columns(options.text_column), pre.text_columns)
-    has_labels = options.label_column in reader.columns
-    output, out_format = _output_target(input_path, options.output, reader.format)
+    reader = TableReader(input_path, config.format, on_error=config.on_error)
+    pre = classifier.preprocessing
+    text_columns = choose_text_columns(
+        reader.columns, requested=config.text_columns, trained=pre.text_columns, where=reader.name
+    )
+    has_labels = config.label_column in reader.columns
+    output, out_format = _output_target(input_path, output, reader.format)
     added = [PREDICTED_COLUMN, CONFIDENCE_COLUMN]
-    if options.probabilities:
+    if config.probabilities:
         added += [f"prob_{name}" for name in classifier.label_names]
     clash = [c for c in added if c in reader.columns]
     if clash:
@@ -266,10 +280,8 @@ def classify_file(
 
     def prepare(chunk: Chunk, read_s: float) -> _Prepared:
         t0 = time.perf_counter()
-        texts = prepare_texts(
-            ([row.get(c) for c in text_columns] for row in chunk.rows),
-            clean=pre.clean,
-            separator=pre.text_separator,
+        texts = texts_from_rows(
+            chunk.rows, text_columns, clean=pre.clean, separator=pre.text_separator
         )
         encoded = classifier.encode(texts)
         return _Prepared(chunk, texts, encoded, read_s, time.perf_counter() - t0)
@@ -278,7 +290,7 @@ def classify_file(
         AtomicTableWriter(output, out_format, reader.columns + added) as writer,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsclf-prefetch") as pool,
     ):
-        chunks = reader.iter_chunks(options.chunk_rows)
+        chunks = reader.iter_chunks(config.chunk_rows)
         prepared_chunks = (
             _prefetched(chunks, prepare, pool)
             if classifier.overlaps_well
@@ -294,11 +306,11 @@ def classify_file(
             t0 = time.perf_counter()
             predicted = probabilities.argmax(axis=1)
             _annotate(
-                prepared.chunk.rows, probabilities, predicted, label_names, options.probabilities
+                prepared.chunk.rows, probabilities, predicted, label_names, config.probabilities
             )
             writer.write_rows(prepared.chunk.rows)
             if evaluation is not None:
-                values = [row.get(options.label_column) for row in prepared.chunk.rows]
+                values = [row.get(config.label_column) for row in prepared.chunk.rows]
                 evaluation.add(values, predicted, prepared.texts)
             stages.write_s += time.perf_counter() - t0
 
@@ -318,9 +330,9 @@ def classify_file(
         padded_tokens=batch_stats.padded_tokens,
         wall_s=time.perf_counter() - started,
         stages=stages,
-        classifier=classifier.describe(),
+        classifier=classifier.info(),
         empty_text_rows=empty,
-        skipped_lines=[{"line": s.line, "reason": s.reason} for s in reader.skipped],
+        skipped_lines=list(reader.skipped),
         peak_rss_mb=peak_rss_mb(),
         batch_latencies_ms=batch_stats.latencies_ms,
     )
@@ -347,14 +359,6 @@ def _annotate(
         if with_probabilities:
             for j, name in enumerate(label_names):
                 row[f"prob_{name}"] = round(float(probabilities[i, j]), 6)
-
-
-def _text_columns(reader: TableReader, requested: list[str], trained: list[str]) -> list[str]:
-    """--text-column when given; else the training columns when the file has them; else
-    auto-detection ('text', then 'title' + 'description')."""
-    if not requested and trained and all(c in reader.columns for c in trained):
-        requested = trained
-    return resolve_text_columns(reader.columns, requested, reader.name)
 
 
 def _in_turn(

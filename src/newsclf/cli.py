@@ -1,6 +1,7 @@
 """The command line: parse options, call the library, render what it returns.
 
-Errors raised by the library (`NewsclfError`) become a red message and the error's exit code.
+Errors raised by the library (`NewsclfError`) become a red message and the error's exit code
+here, and only here.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ from rich.console import Console
 from newsclf.config import (
     DEFAULT_DATASET,
     DEFAULT_MODEL,
+    ClassifierConfig,
     ClassifyConfig,
+    Device,
     ExportConfig,
+    Metric,
+    OnError,
+    Precision,
     PreprocessingConfig,
+    Quantize,
+    TableFormat,
     TrainingConfig,
+    Variant,
 )
-from newsclf.errors import NewsclfError
-from newsclf.progress import RowProgress
+from newsclf.errors import InputError, NewsclfError
 
 app = typer.Typer(
     name="newsclf",
@@ -38,6 +46,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _TRAIN = TrainingConfig()
 _PRE = PreprocessingConfig()
 _EXPORT = ExportConfig()
+_CLASSIFIER = ClassifierConfig()
 _CLASSIFY = ClassifyConfig()
 
 
@@ -122,7 +131,7 @@ def train(
         int, typer.Option(help="Evaluate and checkpoint every N optimizer steps; 0 = every epoch.")
     ] = _TRAIN.eval_steps,
     metric: Annotated[
-        str, typer.Option(help="Validation metric for early stopping and the best checkpoint.")
+        Metric, typer.Option(help="Validation metric for early stopping and the best checkpoint.")
     ] = _TRAIN.metric,
     max_length: Annotated[int, typer.Option(help="Max tokens per text (longer are truncated).")] = (
         _PRE.max_length
@@ -137,7 +146,8 @@ def train(
         int | None, typer.Option(help="Use at most this many training rows.")
     ] = None,
     precision: Annotated[
-        str, typer.Option(help="auto (bf16 where native, fp16 on older GPUs), bf16, fp16 or fp32.")
+        Precision,
+        typer.Option(help="auto: bf16 where native, fp16 on older GPUs, else fp32."),
     ] = _TRAIN.precision,
     clean: Annotated[
         bool, typer.Option(help="Clean text (HTML entities, backslashes, control chars, spaces).")
@@ -151,14 +161,15 @@ def train(
     ] = False,
 ) -> None:
     """Fine-tune a classifier with the recipe; writes best/, metrics.json and a model card."""
-    from newsclf.data import parse_text_columns
-    from newsclf.render import training_summary
+    from newsclf.progress import TrainingProgress
+    from newsclf.render import training_plan, training_summary
+    from newsclf.text import parse_text_columns
     from newsclf.training import NewsTrainer
 
     if resume:
         if output_dir is None:
-            raise NewsclfError("--resume needs --output-dir: the run to continue.")
-        trainer = NewsTrainer.resume(output_dir, console)
+            raise InputError("--resume needs --output-dir: the run to continue.")
+        trainer = NewsTrainer.resume(output_dir)
         console.print("Resuming with the run's saved configuration (other options are ignored).")
     else:
         config = TrainingConfig(
@@ -190,9 +201,13 @@ def train(
                 label_column=label_column,
             ),
         )
-        trainer = NewsTrainer(config, console)
-    result = trainer.train()
-    console.print(training_summary(result.metrics, result.run_dir))
+        trainer = NewsTrainer(config)
+    cfg = trainer.config
+    trainer.callbacks.append(
+        TrainingProgress(console, cfg.batch_size * cfg.grad_accum, metric=cfg.metric)
+    )
+    result = trainer.train(on_start=lambda plan: console.print(training_plan(plan)))
+    console.print(training_summary(result))
 
 
 @app.command()
@@ -208,52 +223,53 @@ def export(
     ] = None,
     optimize: Annotated[
         bool, typer.Option("--optimize", help="Add ONNX Runtime's fused-graph variant.")
-    ] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Add an fp16 variant (for CUDA).")] = False,
+    ] = _EXPORT.optimize,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Add an fp16 variant (for CUDA).")
+    ] = _EXPORT.fp16,
     quantize: Annotated[
-        str | None, typer.Option(help="Add a quantized variant: int8 (dynamic, for the CPU).")
-    ] = None,
+        Quantize | None, typer.Option(help="Add a quantized variant: int8 (dynamic, for the CPU).")
+    ] = _EXPORT.quantize,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = _EXPORT.opset,
     parity_file: Annotated[
         Path | None,
         typer.Option(help="Texts for the parity check. Default: the run's validation sample."),
     ] = None,
     device: Annotated[
-        str, typer.Option(help="Where to run the parity check: cpu, cuda, or auto (fp16 on CUDA).")
-    ] = "auto",
+        Device, typer.Option(help="Where parity runs: cpu, cuda, or auto (fp16 on CUDA).")
+    ] = _EXPORT.device,
     tolerance: Annotated[
         float, typer.Option(help="Max |logit difference| allowed for the fp32 export.")
     ] = _EXPORT.fp32_tolerance,
 ) -> None:
     """Export a checkpoint to ONNX and prove it matches PyTorch (fails if it does not)."""
-    from newsclf.config import ExportConfig
-    from newsclf.export import ExportOptions, export_onnx, latest_run
+    from newsclf.export import export_onnx
     from newsclf.render import export_table
+    from newsclf.runs import latest_run
 
     if not onnx:
-        raise NewsclfError("Say which format: newsclf export --onnx (the only one supported).")
-    options = ExportOptions(
+        raise InputError("Say which format: newsclf export --onnx (the only one supported).")
+    config = ExportConfig(
         optimize=optimize,
         fp16=fp16,
         quantize=quantize,
         opset=opset,
         parity_file=parity_file,
         device=device,
-        settings=ExportConfig(opset=opset, fp32_tolerance=tolerance),
+        fp32_tolerance=tolerance,
     )
     with console.status("exporting and checking parity..."):
-        result = export_onnx(checkpoint or latest_run(), output, options)
-    console.print(export_table(result.variants, result.output_dir))
-    console.print(f"parity texts: {result.report['parity_texts']}")
-    if result.report.get("int8_recipe"):
-        console.print(f"int8 recipe: {result.report['int8_recipe']}")
+        result = export_onnx(checkpoint or latest_run(), output, config)
+    console.print(export_table(result))
     console.print(f"[bold green]export written[/] to {result.output_dir}")
 
 
 @app.command()
 @handle_errors
 def classify(
-    input: Annotated[str, typer.Argument(help="CSV, TSV, JSONL or Parquet file, or - for stdin.")],
+    input: Annotated[
+        str, typer.Argument(help="CSV, TSV, JSONL or Parquet file, or - for stdin (sniffed).")
+    ],
     model: Annotated[
         Path | None, typer.Option(help="Export folder. Default: the newest models/*/onnx.")
     ] = None,
@@ -264,9 +280,9 @@ def classify(
         ),
     ] = None,
     format: Annotated[
-        str | None,
-        typer.Option(help="Input format: csv, tsv, jsonl, parquet (default: extension)."),
-    ] = None,
+        TableFormat | None,
+        typer.Option(help="Input format (default: from the extension; sniffed on stdin)."),
+    ] = _CLASSIFY.format,
     text_column: Annotated[
         str | None,
         typer.Option(help="Text column(s), comma-separated. Default: as the model was trained."),
@@ -274,65 +290,72 @@ def classify(
     label_column: Annotated[
         str, typer.Option(help="Label column; when present the run is also an evaluation.")
     ] = _CLASSIFY.label_column,
-    device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = _CLASSIFY.device,
+    device: Annotated[Device, typer.Option(help="Where to run.")] = _CLASSIFIER.device,
     variant: Annotated[
-        str, typer.Option(help="auto, fp32, optimized, fp16 or int8.")
-    ] = _CLASSIFY.variant,
+        Variant, typer.Option(help="Model variant; auto: the fastest for the device.")
+    ] = _CLASSIFIER.variant,
     batch_size: Annotated[
-        int, typer.Option(help="Rows per inference batch.")
-    ] = _CLASSIFY.batch_size,
+        int | None,
+        typer.Option(help="Rows per inference batch. Default: 32 on the CPU, 1024 on CUDA."),
+    ] = _CLASSIFIER.batch_size,
+    max_batch_tokens: Annotated[
+        int | None,
+        typer.Option(help="Padded tokens per batch. Default: no cap on the CPU, 65536 on CUDA."),
+    ] = _CLASSIFIER.max_batch_tokens,
     chunk_rows: Annotated[
         int, typer.Option(help="Rows read, sorted and written together (bounds memory).")
     ] = _CLASSIFY.chunk_rows,
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for inference. Default: one per core.")
-    ] = None,
+    ] = _CLASSIFIER.threads,
     probabilities: Annotated[
         bool, typer.Option("--probabilities", help="Add one probability column per class.")
-    ] = False,
+    ] = _CLASSIFY.probabilities,
     on_error: Annotated[
-        str, typer.Option(help="Malformed rows: raise (stop) or skip (report their lines).")
-    ] = "raise",
+        OnError, typer.Option(help="Malformed rows: raise (stop) or skip (report their lines).")
+    ] = _CLASSIFY.on_error,
     report: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
     plots: Annotated[
         Path | None, typer.Option(help="Write a confusion-matrix PNG into this folder.")
     ] = None,
 ) -> None:
     """Classify a file through ONNX Runtime; with labels, print an evaluation report."""
-    from newsclf.classify import ClassifyOptions, classify_file
-    from newsclf.export import latest_export
-    from newsclf.inference import OnnxClassifier
+    from newsclf.atomic import write_json_atomic
+    from newsclf.classifier import Classifier
+    from newsclf.classify import classify_file
+    from newsclf.export_folder import latest_export
+    from newsclf.plots import write_confusion_png
+    from newsclf.progress import RowProgress
     from newsclf.render import classify_summary, evaluation_summary
-    from newsclf.reporting import write_confusion_png, write_json_atomic
-    from newsclf.runtime import ExportFolder
+    from newsclf.text import parse_text_columns
 
-    if on_error not in ("raise", "skip"):
-        raise NewsclfError(f"--on-error must be raise or skip, not {on_error!r}.")
-    folder = ExportFolder.load(model or latest_export())
-    classifier = OnnxClassifier(
-        folder, device=device, variant=variant, batch_size=batch_size, threads=threads
-    )
-    console.print(
-        f"model {folder.path}: variant [bold]{classifier.variant}[/] on "
-        f"[bold]{classifier.provider}[/] (device {classifier.device})"
-    )
-    options = ClassifyOptions(
-        output=output,
+    config = ClassifyConfig(
         format=format,
-        text_column=text_column,
+        text_columns=parse_text_columns(text_column),
         label_column=label_column,
         probabilities=probabilities,
         on_error=on_error,
         chunk_rows=chunk_rows,
     )
+    classifier = Classifier(
+        model or latest_export(),
+        device=device,
+        variant=variant,
+        batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
+        threads=threads,
+    )
+    console.print(
+        f"model {classifier.folder.path}: variant [bold]{classifier.variant}[/] on "
+        f"[bold]{classifier.provider}[/] (device {classifier.device})"
+    )
     with RowProgress(console) as progress:
-        result = classify_file(input, classifier, options, progress=progress.update)
-    summary = result.to_report()
-    console.print(classify_summary(summary))
+        result = classify_file(input, classifier, config, output=output, progress=progress.update)
+    console.print(classify_summary(result))
     if result.metrics is not None:
-        console.print(evaluation_summary(summary))
+        console.print(evaluation_summary(result))
     if report is not None:
-        write_json_atomic(report, summary)
+        write_json_atomic(report, result.to_report())
         console.print(f"report written to {report}")
     if plots is not None and result.metrics is not None:
         png = write_confusion_png(plots, result.metrics)

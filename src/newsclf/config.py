@@ -1,27 +1,69 @@
-"""Every default of newsclf in one place.
+"""Every default of newsclf, once, in dataclasses that validate themselves.
 
-`TrainingConfig` holds the fine-tuning recipe; `PreprocessingConfig` is what travels with a
-model (saved beside its weights, reused by export and classify); `ClassifyConfig` and
-`ExportConfig` hold the inference-side defaults. The CLI reads its defaults from here.
+`PreprocessingConfig` travels with a model (saved beside its weights, reused by export and
+classify); `TrainingConfig` is the fine-tuning recipe; `ExportConfig` the export and its parity
+rules; `ClassifierConfig` how an export runs; `ClassifyConfig` how a file is read and written.
+The CLI takes its defaults and its choices (the `Literal` types below) from here.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
-from newsclf.errors import ModelError
+from newsclf.errors import InputError, ModelError
 
 # Name of the file that carries the preprocessing settings inside a model or export folder.
 PREPROCESSING_FILE = "newsclf_preprocessing.json"
-# Validation rows a training run keeps so that `export` can prove parity on real texts.
-PARITY_SAMPLE_FILE = "parity_sample.jsonl"
 
 DEFAULT_MODEL = "bert-base-uncased"
 DEFAULT_DATASET = "fancyzhx/ag_news"
 EMBEDDED_MODEL = "embedded"
+
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+Metric = Literal["accuracy", "f1_macro", "f1_weighted"]
+Device = Literal["auto", "cuda", "cpu"]
+Variant = Literal["auto", "fp32", "optimized", "fp16", "int8"]
+OnError = Literal["raise", "skip"]
+Quantize = Literal["int8"]
+TableFormat = Literal["csv", "tsv", "jsonl", "parquet"]
+
+# Validation rows a training run keeps (parity_sample.jsonl) and export checks parity on.
+PARITY_ROWS = 256
+
+C = TypeVar("C")
+
+
+def check_choice(name: str, value: object, choices: Any) -> None:
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise InputError(f"{name} must be one of {', '.join(allowed)}, not {value!r}.")
+
+
+def check_positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise InputError(f"{name} must be positive, not {value}.")
+
+
+def _from_dict(cls: type[C], raw: dict[str, Any], where: str) -> C:
+    """A dataclass from JSON-like data; unknown keys are an error (a typo would otherwise
+    silently fall back to a default)."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InputError(f"{where}: unknown setting(s) {', '.join(unknown)}.")
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise InputError(f"{where}: {exc}") from exc
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
 @dataclass
@@ -35,10 +77,17 @@ class PreprocessingConfig:
     text_separator: str = " "
     label_column: str = "label"
 
+    def __post_init__(self) -> None:
+        check_positive("max_length", self.max_length)
+        self.text_columns = list(self.text_columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
     def save(self, directory: Path) -> Path:
-        path = Path(directory) / PREPROCESSING_FILE
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-        return path
+        from newsclf.atomic import write_json_atomic
+
+        return write_json_atomic(Path(directory) / PREPROCESSING_FILE, self.to_dict())
 
     @classmethod
     def load(cls, directory: Path) -> PreprocessingConfig:
@@ -52,8 +101,10 @@ class PreprocessingConfig:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ModelError(f"{path} is not valid JSON: {exc}") from exc
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        try:
+            return _from_dict(cls, raw, str(path))
+        except InputError as exc:
+            raise ModelError(str(exc)) from None
 
 
 @dataclass
@@ -76,45 +127,168 @@ class TrainingConfig:
     patience: int = 2
     # Evaluate (and checkpoint) every N optimizer steps; 0 means once per epoch.
     eval_steps: int = 0
-    metric: str = "f1_macro"
+    metric: Metric = "f1_macro"
     validation_fraction: float = 0.05
     seed: int = 42
     max_train_samples: int | None = None
     # "auto": bf16 where the hardware runs it natively (CUDA bf16, or a CPU with AVX512-BF16/AMX),
     # fp16 on older CUDA GPUs, fp32 otherwise.
-    precision: str = "auto"
+    precision: Precision = "auto"
     group_by_length: bool = True
     resume: bool = False
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
 
+    def __post_init__(self) -> None:
+        for name in ("train_file", "validation_file", "test_file", "output_dir"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, Path(value))
+        if isinstance(self.preprocessing, dict):
+            self.preprocessing = _from_dict(
+                PreprocessingConfig, self.preprocessing, "preprocessing"
+            )
+        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum"):
+            check_positive(f"--{name.replace('_', '-')}", getattr(self, name))
+        check_positive("--max-train-samples", self.max_train_samples, allow_none=True)
+        if self.learning_rate < 0:
+            raise InputError(f"--learning-rate must not be negative, not {self.learning_rate}.")
+        if self.weight_decay < 0:
+            raise InputError(f"--weight-decay must not be negative, not {self.weight_decay}.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise InputError(f"--warmup-ratio must be in [0, 1), not {self.warmup_ratio}.")
+        if self.patience < 1:
+            raise InputError(f"--patience must be at least 1, not {self.patience}.")
+        if self.eval_steps < 0:
+            raise InputError(
+                f"--eval-steps must be 0 (every epoch) or more, not {self.eval_steps}."
+            )
+        if not 0 < self.validation_fraction < 1:
+            raise InputError(
+                f"--validation-fraction must be between 0 and 1, not {self.validation_fraction}."
+            )
+        check_choice("--metric", self.metric, Metric)
+        check_choice("--precision", self.precision, Precision)
+
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, Path):
-                data[key] = str(value)
+        data = _jsonable(asdict(self))
+        data["preprocessing"] = self.preprocessing.to_dict()
         return data
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "training config") -> TrainingConfig:
+        return _from_dict(cls, dict(raw), where)
+
+    def save(self, path: Path) -> Path:
+        from newsclf.atomic import write_json_atomic
+
+        return write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> TrainingConfig:
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"Cannot read the training config {path}: {exc}") from exc
+        return cls.from_dict(raw, str(path))
+
+    def replace(self, **changes: Any) -> TrainingConfig:
+        return replace(self, **changes)
 
 
 @dataclass
 class ExportConfig:
-    """Defaults for `newsclf export --onnx` and its parity check."""
+    """`newsclf export --onnx`: which variants, and the parity rules they must pass."""
 
+    optimize: bool = False
+    fp16: bool = False
+    quantize: Quantize | None = None
     opset: int = 18
+    # Texts for the parity check; None: the run's validation sample (parity_sample.jsonl).
+    parity_file: Path | None = None
+    # Where parity runs: auto checks fp16 on CUDA when CUDA works, everything else on the CPU.
+    device: Device = "auto"
     # fp32 export must match PyTorch this closely (max |logit difference|) with identical labels.
     fp32_tolerance: float = 1e-4
     # Reduced-precision variants (fp16, int8) must agree with PyTorch on this share of labels.
     min_label_agreement: float = 0.99
-    parity_rows: int = 256
+    parity_rows: int = PARITY_ROWS
     parity_batch_sizes: tuple[int, ...] = (1, 17)
+
+    def __post_init__(self) -> None:
+        if self.quantize is not None:
+            check_choice("--quantize", self.quantize, Quantize)
+        check_choice("--device", self.device, Device)
+        check_positive("--opset", self.opset)
+        check_positive("--tolerance", self.fp32_tolerance)
+        check_positive("parity_rows", self.parity_rows)
+        if not 0 < self.min_label_agreement <= 1:
+            raise InputError(
+                f"min_label_agreement must be in (0, 1], not {self.min_label_agreement}."
+            )
+        if self.parity_file is not None:
+            self.parity_file = Path(self.parity_file)
+        self.parity_batch_sizes = tuple(self.parity_batch_sizes)
+        if not any(b > 1 for b in self.parity_batch_sizes):
+            raise InputError("parity_batch_sizes needs one batch size above 1.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass
+class ClassifierConfig:
+    """How an export runs: device, variant, batching, threads."""
+
+    device: Device = "auto"
+    variant: Variant = "auto"
+    # Rows per batch (rows are sorted by length first, so batches pad little); None: the
+    # device's default below.
+    batch_size: int | None = None
+    # Cap on padded tokens (rows x longest row) per batch; None: the device's default below.
+    max_batch_tokens: int | None = None
+    # CPU threads for inference; None: one per core.
+    threads: int | None = None
+
+    # Defaults per device. On the CPU, 32 rows (larger batches were slower: cache); on CUDA,
+    # large batches bounded by tokens so that long and short rows cost the GPU alike.
+    CPU_BATCH: ClassVar[tuple[int, int | None]] = (32, None)
+    CUDA_BATCH: ClassVar[tuple[int, int | None]] = (1024, 65536)
+
+    def __post_init__(self) -> None:
+        check_choice("--device", self.device, Device)
+        check_choice("--variant", self.variant, Variant)
+        check_positive("--batch-size", self.batch_size, allow_none=True)
+        check_positive("--max-batch-tokens", self.max_batch_tokens, allow_none=True)
+        check_positive("--threads", self.threads, allow_none=True)
+
+    def batching_for(self, device: str) -> tuple[int, int | None]:
+        """(rows, padded tokens) per batch on `device` ('cpu' or 'cuda')."""
+        rows, tokens = self.CUDA_BATCH if device == "cuda" else self.CPU_BATCH
+        if self.batch_size is not None:
+            rows = self.batch_size
+            # An explicit row count alone means exactly that many rows.
+            tokens = self.max_batch_tokens
+        elif self.max_batch_tokens is not None:
+            tokens = self.max_batch_tokens
+        return rows, tokens
 
 
 @dataclass
 class ClassifyConfig:
-    """Defaults for `newsclf classify`."""
+    """How `newsclf classify` reads a file and writes its predictions."""
 
-    batch_size: int = 32
+    format: TableFormat | None = None
+    # Text columns; empty: as the model was trained, else auto-detected.
+    text_columns: list[str] = field(default_factory=list)
+    label_column: str = "label"
+    probabilities: bool = False
+    on_error: OnError = "raise"
     # Rows read, tokenized, sorted by length and written as one unit; bounds memory.
     chunk_rows: int = 4096
-    device: str = "auto"
-    variant: str = "auto"
-    label_column: str = "label"
+
+    def __post_init__(self) -> None:
+        if self.format is not None:
+            check_choice("--format", self.format, TableFormat)
+        check_choice("--on-error", self.on_error, OnError)
+        check_positive("--chunk-rows", self.chunk_rows)
+        self.text_columns = list(self.text_columns)

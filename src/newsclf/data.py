@@ -12,9 +12,7 @@ from typing import Any
 from newsclf.errors import InputError, OfflineError
 from newsclf.hub import OFFLINE_HINT, hub_reachable
 from newsclf.tables import Chunk, read_table
-from newsclf.text import prepare_texts
-
-AUTO_TEXT_COLUMNS = (("text",), ("title", "description"))
+from newsclf.text import choose_text_columns, prepare_texts, texts_from_rows
 
 
 @dataclass
@@ -40,36 +38,6 @@ class TrainingData:
     text_columns: list[str]
     source: str
     validation_source: str
-
-
-def parse_text_columns(value: str | Sequence[str] | None) -> list[str]:
-    """'title,description' -> ['title', 'description']; None or '' -> [] (auto-detect)."""
-    if value is None:
-        return []
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    return [p.strip() for p in parts if p.strip()]
-
-
-def resolve_text_columns(
-    available: Sequence[str], requested: Sequence[str], where: str
-) -> list[str]:
-    """The columns to join into the text: the requested ones (all must exist), else `text`,
-    else `title` + `description`."""
-    if requested:
-        missing = [c for c in requested if c not in available]
-        if missing:
-            raise InputError(
-                f"{where}: no column {', '.join(map(repr, missing))}; "
-                f"columns found: {', '.join(available) or '(none)'}."
-            )
-        return list(requested)
-    for candidate in AUTO_TEXT_COLUMNS:
-        if all(c in available for c in candidate):
-            return list(candidate)
-    raise InputError(
-        f"{where}: no text column found (looked for 'text', then 'title' + 'description'); "
-        f"columns found: {', '.join(available) or '(none)'}. Pass --text-column."
-    )
 
 
 def label_key(value: Any) -> str | int | None:
@@ -99,22 +67,25 @@ class _RawSplit:
 
 
 def _read_labeled_file(
-    path: Path, text_columns: Sequence[str], label_column: str, clean: bool, separator: str
+    path: Path,
+    text_columns: Sequence[str],
+    label_column: str,
+    clean: bool,
+    separator: str,
+    trained: Sequence[str] = (),
 ) -> tuple[_RawSplit, list[str]]:
     columns, chunk = read_table(path)
     where = str(path)
     if not chunk.rows:
         raise InputError(f"{where}: the file has a header but no rows.")
-    text_cols = resolve_text_columns(columns, text_columns, where)
+    text_cols = choose_text_columns(columns, requested=text_columns, trained=trained, where=where)
     if label_column not in columns:
         raise InputError(
             f"{where}: no label column {label_column!r}; columns found: {', '.join(columns)}. "
             "Pass --label-column."
         )
     labels = _collect_labels(chunk, label_column, where)
-    texts = prepare_texts(
-        ([row.get(c) for c in text_cols] for row in chunk.rows), clean=clean, separator=separator
-    )
+    texts = texts_from_rows(chunk.rows, text_cols, clean=clean, separator=separator)
     return _RawSplit(texts, labels, chunk.line_numbers, where), text_cols
 
 
@@ -200,7 +171,10 @@ def load_local_data(
     others = {}
     for name, path in (("validation", validation_file), ("test", test_file)):
         if path is not None:
-            others[name], _ = _read_labeled_file(path, text_columns, label_column, clean, separator)
+            # The columns found in the training file, where these files have them too.
+            others[name], _ = _read_labeled_file(
+                path, text_columns, label_column, clean, separator, trained=text_cols
+            )
     label_names = label_names_from(train_raw.labels)
     if len(label_names) < 2:
         raise InputError(f"{train_file}: the training data has only one class ({label_names[0]}).")
@@ -242,7 +216,7 @@ def load_hub_data(
         raise InputError(f"Dataset {dataset!r} has no 'train' split (splits: {list(loaded)}).")
     train_split = loaded["train"]
     columns = list(train_split.column_names)
-    text_cols = resolve_text_columns(columns, text_columns, f"dataset {dataset}")
+    text_cols = choose_text_columns(columns, requested=text_columns, where=f"dataset {dataset}")
     if label_column not in columns:
         raise InputError(f"Dataset {dataset!r} has no column {label_column!r}; columns: {columns}.")
     feature = train_split.features[label_column]

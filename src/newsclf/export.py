@@ -2,84 +2,43 @@
 
 Export and validation are separate steps (as in optimum's exporters): `export_fp32` writes the
 graph, `optimize_graph` / `convert_fp16` / `quantize_int8` derive the variants, and
-`parity.check_variant` compares each with PyTorch. Everything is written to a hidden staging
-folder that is renamed into place only when every check passed, so a failed export leaves
-nothing that looks finished.
+`parity.ParityChecker` compares each with PyTorch. Everything is written to a hidden staging
+folder that replaces the output only when every check passed, so a failed export leaves nothing
+that looks finished (and an earlier export stays as it was).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from newsclf.config import PARITY_SAMPLE_FILE, ExportConfig, PreprocessingConfig
+from newsclf.atomic import atomic_directory, write_json_atomic
+from newsclf.config import ExportConfig, PreprocessingConfig
 from newsclf.environment import machine_summary
-from newsclf.errors import InputError, ModelError, ParityError, ProviderError
-from newsclf.parity import Reference, VariantParity, check_variant, parity_cases
-from newsclf.runtime import (
-    CPU,
-    CUDA,
-    MANIFEST_FILE,
-    VARIANT_FILES,
-    create_session,
-    file_sha256,
-    quiet_onnxruntime,
-)
-from newsclf.tables import default_permissions
-
-REPORT_FILE = "export_report.json"
-
-
-@dataclass
-class ExportOptions:
-    optimize: bool = False
-    fp16: bool = False
-    quantize: str | None = None
-    opset: int = ExportConfig.opset
-    parity_file: Path | None = None
-    device: str = "cpu"
-    settings: ExportConfig = field(default_factory=ExportConfig)
+from newsclf.errors import InputError, ModelError, ParityError
+from newsclf.export_folder import REPORT_FILE, VARIANT_FILES, is_export, write_manifest
+from newsclf.parity import ParityChecker, VariantParity, load_parity_texts
+from newsclf.runs import resolve_checkpoint
+from newsclf.sessions import quiet_onnxruntime
 
 
 @dataclass
 class ExportResult:
+    """What an export wrote and how each variant compared with PyTorch."""
+
     output_dir: Path
     variants: list[VariantParity]
+    parity_source: str
+    int8_recipe: str | None
     report: dict[str, Any]
-
-
-def resolve_checkpoint(checkpoint: Path) -> tuple[Path, Path | None]:
-    """(best model folder, run folder or None) from a run folder or its best/ folder."""
-    checkpoint = Path(checkpoint)
-    if (checkpoint / "best" / "config.json").is_file():
-        return checkpoint / "best", checkpoint
-    if (checkpoint / "config.json").is_file():
-        run_dir = checkpoint.parent if (checkpoint.parent / "metrics.json").is_file() else None
-        return checkpoint, run_dir
-    raise ModelError(
-        f"{checkpoint} is neither a newsclf run folder (with best/) nor a model folder "
-        "(with config.json)."
-    )
-
-
-def latest_run(models_dir: Path = Path("models")) -> Path:
-    runs = sorted(p.parent for p in models_dir.glob("*/best/config.json"))
-    if not runs:
-        raise ModelError(
-            f"No trained run under {models_dir}/; pass --checkpoint or run newsclf train."
-        )
-    return max(runs, key=lambda p: (p / "best").stat().st_mtime)
 
 
 def load_checkpoint(best_dir: Path) -> tuple[Any, Any]:
@@ -238,108 +197,85 @@ def _matmuls_after_gelu(model: Any) -> list[str]:
     ]
 
 
-def load_parity_texts(
-    run_dir: Path | None, parity_file: Path | None, pre: PreprocessingConfig, limit: int
-) -> tuple[list[str], list[int] | None, str]:
-    """Real texts for the parity check: --parity-file, else the run's validation sample."""
-    if parity_file is not None:
-        from newsclf.data import resolve_text_columns
-        from newsclf.tables import read_table
-        from newsclf.text import prepare_texts
+def export_onnx(
+    checkpoint: str | Path, output_dir: str | Path | None = None, config: ExportConfig | None = None
+) -> ExportResult:
+    """Export a checkpoint to ONNX and prove every variant matches PyTorch.
 
-        columns, chunk = read_table(parity_file)
-        text_columns = resolve_text_columns(columns, pre.text_columns, str(parity_file))
-        texts = prepare_texts(
-            ([row.get(c) for c in text_columns] for row in chunk.rows[:limit]),
-            clean=pre.clean,
-            separator=pre.text_separator,
-        )
-        kept = [t for t in texts if t]
-        if not kept:
-            raise InputError(f"{parity_file}: no non-empty texts for the parity check.")
-        return kept, None, str(parity_file)
-    sample = run_dir / PARITY_SAMPLE_FILE if run_dir else None
-    if sample is None or not sample.is_file():
+    Args:
+        checkpoint: a `newsclf train` run folder, its `best/` folder, or a Hugging Face
+            model folder with newsclf_preprocessing.json (then `config.parity_file` is needed).
+        output_dir: the export folder; default RUN/onnx. An earlier export there is replaced
+            only when the new one passed.
+        config: which variants, and the parity rules.
+
+    Returns:
+        `ExportResult` with each variant's parity figures.
+
+    Raises:
+        ModelError: the checkpoint cannot be loaded.
+        InputError: no parity texts, or `output_dir` holds something other than an export.
+        ParityError: a variant does not match PyTorch (nothing is written).
+    """
+    config = config or ExportConfig()
+    best_dir, run_dir = resolve_checkpoint(Path(checkpoint))
+    output_dir = Path(output_dir) if output_dir else (run_dir or best_dir.parent) / "onnx"
+    if output_dir.exists() and (
+        not output_dir.is_dir() or (not is_export(output_dir) and any(output_dir.iterdir()))
+    ):
         raise InputError(
-            "No texts for the parity check: the checkpoint has no run folder with "
-            f"{PARITY_SAMPLE_FILE}; pass --parity-file with real texts."
+            f"{output_dir} exists and is not a newsclf export; choose another --output."
         )
-    rows = [json.loads(line) for line in sample.read_text(encoding="utf-8").splitlines() if line]
-    rows = [r for r in rows if r["text"]][:limit]
-    return [r["text"] for r in rows], [int(r["label"]) for r in rows], f"{sample} (validation rows)"
-
-
-def export_onnx(checkpoint: Path, output_dir: Path | None, options: ExportOptions) -> ExportResult:
-    best_dir, run_dir = resolve_checkpoint(checkpoint)
-    if output_dir is None:
-        output_dir = (run_dir or best_dir.parent) / "onnx"
-    if options.quantize not in (None, "int8"):
-        raise InputError(f"--quantize supports int8 only, not {options.quantize!r}.")
     pre = PreprocessingConfig.load(best_dir)
     texts, labels, parity_source = load_parity_texts(
-        run_dir, options.parity_file, pre, options.settings.parity_rows
+        run_dir, config.parity_file, pre, config.parity_rows
     )
     model, tokenizer = load_checkpoint(best_dir)
     input_names = model_input_names(model, tokenizer)
-
-    output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent)
-    )
-    default_permissions(staging, directory=True)
-    try:
-        files = {
-            "fp32": export_fp32(
-                model, tokenizer, input_names, staging / VARIANT_FILES["fp32"], options.opset
-            )
-        }
-        if options.optimize:
-            files["optimized"] = optimize_graph(
-                files["fp32"], staging / VARIANT_FILES["optimized"], model.config
-            )
-        if options.fp16:
-            files["fp16"] = convert_fp16(
-                files["fp32"], staging / VARIANT_FILES["fp16"], model.config
-            )
-
-        checker = ParityChecker(model, tokenizer, pre, input_names, texts, labels, options)
+    with atomic_directory(output_dir) as staging:
+        files = export_variants(model, staging, input_names, tokenizer, config)
+        checker = ParityChecker(model, tokenizer, pre, input_names, texts, labels, config)
         results = [checker.check(variant, path) for variant, path in files.items()]
         int8_recipe = None
-        if options.quantize == "int8":
+        if config.quantize == "int8":
             files["int8"] = staging / VARIANT_FILES["int8"]
             int8_result, int8_recipe = quantize_checked(
                 files["fp32"], files["int8"], model.config, checker
             )
             results.append(int8_result)
+        report = _report(best_dir, parity_source, input_names, results, config, int8_recipe)
         failed = [r for r in results if not r.passed]
-
-        tokenizer.save_pretrained(str(staging))
-        model.config.save_pretrained(str(staging))
-        pre.save(staging)
-        report = _report(best_dir, parity_source, input_names, results, options)
-        report["int8_recipe"] = int8_recipe
-        (staging / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         if failed:
             lines = "; ".join(f"{r.variant}: {r.failure}" for r in failed)
             raise ParityError(f"The export does not match PyTorch, so nothing was written. {lines}")
-        manifest = {
-            "label_names": [model.config.id2label[i] for i in range(model.config.num_labels)],
-            "input_names": input_names,
-            "source_checkpoint": str(best_dir.resolve()),
-            "variants": {
-                name: {"file": path.name, "sha256": file_sha256(path)}
-                for name, path in files.items()
-            },
-        }
-        (staging / MANIFEST_FILE).write_text(
-            json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
-        )
-        _swap_into_place(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return ExportResult(output_dir, results, report)
+        save_model_files(staging, model, tokenizer, pre)
+        write_json_atomic(staging / REPORT_FILE, report)
+        label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        write_manifest(staging, label_names, input_names, best_dir, list(files.values()))
+    return ExportResult(output_dir, results, parity_source, int8_recipe, report)
+
+
+def export_variants(
+    model: Any, folder: Path, input_names: list[str], tokenizer: Any, config: ExportConfig
+) -> dict[str, Path]:
+    """The fp32 graph and the variants derived from it (int8 comes later: it is checked as it
+    is made)."""
+    fp32 = export_fp32(model, tokenizer, input_names, folder / VARIANT_FILES["fp32"], config.opset)
+    files = {"fp32": fp32}
+    if config.optimize:
+        files["optimized"] = optimize_graph(fp32, folder / VARIANT_FILES["optimized"], model.config)
+    if config.fp16:
+        files["fp16"] = convert_fp16(fp32, folder / VARIANT_FILES["fp16"], model.config)
+    return files
+
+
+def save_model_files(folder: Path, model: Any, tokenizer: Any, pre: PreprocessingConfig) -> None:
+    """config.json, the tokenizer (with the max length the model really uses, so that other
+    runtimes truncate alike) and the preprocessing settings."""
+    tokenizer.model_max_length = pre.max_length
+    tokenizer.save_pretrained(str(folder))
+    model.config.save_pretrained(str(folder))
+    pre.save(folder)
 
 
 def quantize_checked(
@@ -354,94 +290,24 @@ def quantize_checked(
     return result, recipe
 
 
-class ParityChecker:
-    """PyTorch's outputs on the parity cases, computed once; `check` compares one variant."""
-
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        pre: PreprocessingConfig,
-        input_names: list[str],
-        texts: list[str],
-        labels: list[int] | None,
-        options: ExportOptions,
-    ) -> None:
-        self.options = options
-        self.labels = labels
-        odd = max(b for b in options.settings.parity_batch_sizes if b > 1)
-        self.cases = parity_cases(texts, pre.max_length, odd_batch=odd)
-        self.reference = Reference.compute(
-            model, tokenizer, self.cases, input_names, pre.max_length, labels
-        )
-
-    def check(self, variant: str, path: Path) -> VariantParity:
-        options = self.options
-        wants_cuda = options.device == "cuda" or (variant == "fp16" and options.device == "auto")
-        try:
-            session = create_session(path, "cuda" if wants_cuda else "cpu")
-            provider = CUDA if wants_cuda else CPU
-        except ProviderError:
-            if options.device == "cuda":
-                raise
-            # fp16 is meant for CUDA; without it, the CPU provider checks it (slowly).
-            session, provider = create_session(path, "cpu"), CPU
-        return check_variant(
-            variant,
-            session,
-            path,
-            provider,
-            self.reference,
-            accuracy_case=self.cases[1].name,
-            labels=self.labels,
-            tolerance=options.settings.fp32_tolerance,
-            min_label_agreement=options.settings.min_label_agreement,
-        )
-
-
 def _report(
     best_dir: Path,
     parity_source: str,
     input_names: list[str],
     results: list[VariantParity],
-    options: ExportOptions,
+    config: ExportConfig,
+    int8_recipe: str | None,
 ) -> dict[str, Any]:
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": str(best_dir),
-        "opset": options.opset,
+        "opset": config.opset,
         "input_names": input_names,
         "parity_texts": parity_source,
-        "fp32_tolerance": options.settings.fp32_tolerance,
-        "min_label_agreement": options.settings.min_label_agreement,
+        "fp32_tolerance": config.fp32_tolerance,
+        "min_label_agreement": config.min_label_agreement,
         "variants": [r.to_dict() for r in results],
+        "int8_recipe": int8_recipe,
         "passed": all(r.passed for r in results),
         "environment": machine_summary(),
     }
-
-
-def _swap_into_place(staging: Path, output_dir: Path) -> None:
-    """Replace an earlier export only once the new one is complete."""
-    if output_dir.exists():
-        if not (output_dir / MANIFEST_FILE).is_file() and any(output_dir.iterdir()):
-            raise InputError(
-                f"{output_dir} exists and is not a newsclf export; choose another --output."
-            )
-        retired = output_dir.with_name(f".{output_dir.name}.old")
-        shutil.rmtree(retired, ignore_errors=True)
-        output_dir.rename(retired)
-        staging.rename(output_dir)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(output_dir)
-
-
-def latest_export(models_dir: Path = Path("models")) -> Path:
-    """The newest models/*/onnx export folder."""
-
-    exports = [p.parent for p in models_dir.glob(f"*/onnx/{MANIFEST_FILE}")]
-    if not exports:
-        raise ModelError(
-            f"No export under {models_dir}/*/onnx; pass --model or run: newsclf export --onnx"
-        )
-    return max(exports, key=lambda p: (p / MANIFEST_FILE).stat().st_mtime)

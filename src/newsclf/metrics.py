@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -13,53 +14,92 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from newsclf.errors import InputError
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """A kind of mistake: how often `true` was predicted as `predicted`, with an example."""
+
+    true: str
+    predicted: str
+    count: int
+    example: str = ""
+
+
+@dataclass(frozen=True)
+class ClassificationMetrics:
+    """accuracy, macro/weighted F1, per-class scores and the confusion matrix (rows: true
+    label, columns: predicted) over every class of the model."""
+
+    accuracy: float
+    f1_macro: float
+    f1_weighted: float
+    per_class: dict[str, ClassScores]
+    labels: list[str]
+    confusion_matrix: list[list[int]]
+    rows: int
+
+    def top_confusions(self, limit: int = 5) -> list[Confusion]:
+        """The most frequent mistakes, largest first."""
+        pairs = [
+            Confusion(self.labels[t], self.labels[p], int(count))
+            for t, row in enumerate(self.confusion_matrix)
+            for p, count in enumerate(row)
+            if t != p and count
+        ]
+        return sorted(pairs, key=lambda c: -c.count)[:limit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClassificationMetrics:
+        return cls(
+            **{k: v for k, v in data.items() if k != "per_class"},
+            per_class={name: ClassScores(**s) for name, s in data["per_class"].items()},
+        )
+
 
 def classification_metrics(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray,
     label_names: Sequence[str],
-) -> dict[str, Any]:
-    """accuracy, macro/weighted F1, per-class precision/recall/F1/support and the confusion
-    matrix (rows: true label, columns: predicted), over all `label_names`."""
+) -> ClassificationMetrics:
+    """Metrics of predictions `y_pred` against `y_true` (class indices into `label_names`).
+
+    Raises:
+        InputError: there are no rows.
+    """
     labels = list(range(len(label_names)))
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     if len(y_true) == 0:
-        raise ValueError("No labelled rows to compute metrics on.")
+        raise InputError("No labelled rows to compute metrics on.")
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "f1_macro": float(
-            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
-        ),
-        "f1_weighted": float(
-            f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
-        ),
-        "per_class": {
-            name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
+
+    def f1_average(average: str) -> float:
+        return float(f1_score(y_true, y_pred, labels=labels, average=average, zero_division=0))
+
+    return ClassificationMetrics(
+        accuracy=float(accuracy_score(y_true, y_pred)),
+        f1_macro=f1_average("macro"),
+        f1_weighted=f1_average("weighted"),
+        per_class={
+            name: ClassScores(float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
             for i, name in enumerate(label_names)
         },
-        "labels": list(label_names),
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        "rows": len(y_true),
-    }
-
-
-def top_confusions(
-    confusion: Sequence[Sequence[int]], label_names: Sequence[str], limit: int = 5
-) -> list[tuple[str, str, int]]:
-    """The most frequent (true, predicted, count) mistakes, largest first."""
-    pairs = [
-        (label_names[t], label_names[p], int(count))
-        for t, row in enumerate(confusion)
-        for p, count in enumerate(row)
-        if t != p and count
-    ]
-    return sorted(pairs, key=lambda x: -x[2])[:limit]
+        labels=list(label_names),
+        confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        rows=len(y_true),
+    )

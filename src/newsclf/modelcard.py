@@ -1,65 +1,70 @@
-"""A short model card for a training run, written from its metrics.json."""
+"""A short model card for a training run."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from newsclf.atomic import write_text_atomic
+from newsclf.runs import MODEL_CARD_FILE
+
+if TYPE_CHECKING:
+    from newsclf.training import TrainResult
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-def write_model_card(run_dir: Path, metrics: dict[str, Any]) -> Path:
-    cfg = metrics["config"]
-    data = metrics["data"]
-    training = metrics["training"]
-    test = metrics.get("test")
+def model_card(result: TrainResult) -> str:
+    cfg = result.config
+    pre = cfg.preprocessing
+    data = result.data
+    training = result.training
     lines = [
-        f"# newsclf run: {metrics['model']}",
+        f"# newsclf run: {result.model}",
         "",
-        f"Text classifier fine-tuned by newsclf on {data['source']} "
-        f"({data['train_rows']:,} training rows; validation: {data['validation_source']}).",
+        f"Text classifier fine-tuned by newsclf on {data.source} "
+        f"({data.train_rows:,} training rows; validation: {data.validation_source}).",
         "",
-        f"Classes: {', '.join(metrics['label_names'])}.",
-        f"Text: columns {' + '.join(data['text_columns'])}, "
-        f"cleaning {'on' if cfg['preprocessing']['clean'] else 'off'}, "
-        f"max length {cfg['preprocessing']['max_length']} tokens.",
+        f"Classes: {', '.join(result.label_names)}.",
+        f"Text: columns {' + '.join(data.text_columns)}, "
+        f"cleaning {'on' if pre.clean else 'off'}, max length {pre.max_length} tokens.",
         "",
         "## Results",
         "",
     ]
-    if test:
-        lines += [
-            f"- test accuracy: {_pct(test['accuracy'])}, macro-F1: {_pct(test['f1_macro'])} "
-            f"({test['rows']:,} rows)",
-        ]
-    best = metrics["best"]
+    if result.test:
+        lines.append(
+            f"- test accuracy: {_pct(result.test.accuracy)}, macro-F1: "
+            f"{_pct(result.test.f1_macro)} ({result.test.rows:,} rows)"
+        )
     lines += [
-        f"- best validation {best['metric']}: {_pct(best['value'])} at step {best['step']}"
-        + (" (stopped early)" if metrics["stopped_early"] else ""),
-        f"- training: {training['wall_time_s']:.0f} s wall, "
-        f"{training['samples_per_s']:.1f} samples/s "
-        f"on {training['device']} ({training['precision']})",
+        f"- best validation {result.best.metric}: {_pct(result.best.value)} at step "
+        f"{result.best.step}" + (" (stopped early)" if result.stopped_early else ""),
+        f"- training: {training.wall_time_s:.0f} s wall, {training.samples_per_s:.1f} samples/s "
+        f"on {training.device} ({training.precision})",
         "",
         "## Recipe",
         "",
-        f"learning rate {cfg['learning_rate']}, batch {cfg['batch_size']} x accumulation "
-        f"{cfg['grad_accum']}, eval batch {cfg['eval_batch_size']}, {cfg['epochs']} epochs, "
-        f"weight decay {cfg['weight_decay']}, warm-up {cfg['warmup_ratio']}, "
-        f"early-stopping patience {cfg['patience']} on {cfg['metric']}, seed {cfg['seed']}.",
+        f"learning rate {cfg.learning_rate}, batch {cfg.batch_size} x accumulation "
+        f"{cfg.grad_accum}, eval batch {cfg.eval_batch_size}, {cfg.epochs} epochs, "
+        f"weight decay {cfg.weight_decay}, warm-up {cfg.warmup_ratio}, "
+        f"early-stopping patience {cfg.patience} on {cfg.metric}, seed {cfg.seed}.",
         "",
         "## Use",
         "",
         "```",
-        f"newsclf export --onnx --checkpoint {run_dir}",
-        "newsclf classify input.csv --model " + str(Path(run_dir) / "onnx"),
+        f"newsclf export --onnx --checkpoint {result.run_dir}",
+        f"newsclf classify input.csv --model {Path(result.run_dir) / 'onnx'}",
         "```",
         "",
         "`best/` is a standard Hugging Face folder (AutoModelForSequenceClassification); "
         "`newsclf_preprocessing.json` beside it holds the text cleaning and tokenization settings.",
         "",
     ]
-    path = Path(run_dir) / "README.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return "\n".join(lines)
+
+
+def write_model_card(result: TrainResult) -> Path:
+    return write_text_atomic(Path(result.run_dir) / MODEL_CARD_FILE, model_card(result))

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from newsclf.runtime import run_logits
+from newsclf.config import ExportConfig, PreprocessingConfig
+from newsclf.errors import InputError, ParityError
+from newsclf.runs import PARITY_SAMPLE_FILE, read_parity_sample
+from newsclf.sessions import open_session, run_logits
+from newsclf.tables import read_table
+from newsclf.text import choose_text_columns, texts_from_rows
 
 OUTPUT_NAME = "logits"
 STRICT_VARIANTS = ("fp32", "optimized")
@@ -56,6 +61,8 @@ class VariantParity:
     failure: str | None = None
     # Per shape of inputs: rows, max |Δ logits| and label agreement.
     cases: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Why a variant meant for CUDA was checked on the CPU (device auto).
+    fallback_reason: str | None = None
 
     @property
     def accuracy_delta(self) -> float | None:
@@ -160,8 +167,9 @@ def check_variant(
             timings.append(elapsed)
             timed_batch = max(timed_batch, len(ref))
         if out.shape != ref.shape:
-            raise ValueError(
-                f"{variant}: output {OUTPUT_NAME} has shape {out.shape}, expected {ref.shape}"
+            raise ParityError(
+                f"{variant}: output {OUTPUT_NAME} has shape {out.shape}, expected {ref.shape}; "
+                "the graph does not compute this model's classes."
             )
         diff = float(np.max(np.abs(out - ref))) if np.all(np.isfinite(out)) else float("inf")
         same = int(np.sum(out.argmax(-1) == ref.argmax(-1)))
@@ -224,3 +232,81 @@ def check_variant(
             for name, c in per_case.items()
         },
     )
+
+
+def load_parity_texts(
+    run_dir: Path | None, parity_file: Path | None, pre: PreprocessingConfig, limit: int
+) -> tuple[list[str], list[int] | None, str]:
+    """(texts, labels or None, where they came from) for the parity check: `parity_file`
+    (texts only), else the run's validation sample (texts and labels).
+
+    Raises:
+        InputError: neither source has texts.
+    """
+    if parity_file is not None:
+        columns, chunk = read_table(parity_file)
+        text_columns = choose_text_columns(
+            columns, trained=pre.text_columns, where=str(parity_file)
+        )
+        texts = texts_from_rows(
+            chunk.rows[:limit], text_columns, clean=pre.clean, separator=pre.text_separator
+        )
+        kept = [t for t in texts if t]
+        if not kept:
+            raise InputError(f"{parity_file}: no non-empty texts for the parity check.")
+        return kept, None, str(parity_file)
+    if run_dir is None or not (run_dir / PARITY_SAMPLE_FILE).is_file():
+        raise InputError(
+            "No texts for the parity check: the checkpoint has no run folder with "
+            f"{PARITY_SAMPLE_FILE}; pass --parity-file with real texts."
+        )
+    texts, labels = read_parity_sample(run_dir, limit)
+    if not texts:
+        raise InputError(f"{run_dir / PARITY_SAMPLE_FILE} holds no texts; pass --parity-file.")
+    return texts, labels, f"{run_dir / PARITY_SAMPLE_FILE} (validation rows)"
+
+
+class ParityChecker:
+    """PyTorch's outputs on the parity cases, computed once; `check` compares one variant.
+
+    Where each variant is checked: on `settings.device`; with `auto`, fp16 (a CUDA variant)
+    on CUDA when it works, and everything else on the CPU.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        pre: PreprocessingConfig,
+        input_names: list[str],
+        texts: list[str],
+        labels: list[int] | None,
+        settings: ExportConfig,
+    ) -> None:
+        self.settings = settings
+        self.labels = labels
+        odd = max(b for b in settings.parity_batch_sizes if b > 1)
+        self.cases = parity_cases(texts, pre.max_length, odd_batch=odd)
+        self.reference = Reference.compute(
+            model, tokenizer, self.cases, input_names, pre.max_length, labels
+        )
+
+    def device_for(self, variant: str) -> str:
+        if self.settings.device != "auto":
+            return self.settings.device
+        return "auto" if variant == "fp16" else "cpu"
+
+    def check(self, variant: str, path: Path) -> VariantParity:
+        opened = open_session(lambda _device: path, self.device_for(variant))
+        result = check_variant(
+            variant,
+            opened.session,
+            path,
+            opened.provider,
+            self.reference,
+            accuracy_case=self.cases[1].name,
+            labels=self.labels,
+            tolerance=self.settings.fp32_tolerance,
+            min_label_agreement=self.settings.min_label_agreement,
+        )
+        return replace(result, fallback_reason=opened.fallback_reason)

@@ -1,12 +1,114 @@
-"""A progress bar for classify: rows, rows/s and ETA while a file streams through."""
+"""Live progress on the terminal (the CLI's, never the library's): a training bar with a row per
+evaluation, and a classify bar with rows/s and ETA."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+
+def evaluation_table() -> Table:
+    table = Table(title="Validation", title_justify="left", expand=False)
+    for name in ("epoch", "step", "loss", "accuracy", "macro F1", "best"):
+        table.add_column(name, justify="right")
+    return table
+
+
+class TrainingProgress(TrainerCallback):
+    """Replaces the Trainer's tqdm bars and log printing: one bar (loss, lr, samples/s, ETA)
+    and a table that gains a row per evaluation."""
+
+    def __init__(self, console: Console, samples_per_step: int, metric: str) -> None:
+        self.console = console
+        self.samples_per_step = samples_per_step
+        self.metric = metric
+        self.table = evaluation_table()
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("step {task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("lr {task.fields[lr]}"),
+            TextColumn("{task.fields[speed]} samples/s"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self._live: Live | None = None
+        self._task: Any = None
+        self._started = 0.0
+        self._start_step = 0
+        self._eval_seconds = 0.0
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._task = self.progress.add_task(
+            "train", total=state.max_steps, completed=state.global_step, loss="-", lr="-", speed="-"
+        )
+        self._started = time.perf_counter()
+        self._start_step = state.global_step
+        self._live = Live(
+            Group(self.table, self.progress), console=self.console, refresh_per_second=4
+        )
+        self._live.start()
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        elapsed = time.perf_counter() - self._started - self._eval_seconds
+        steps = state.global_step - self._start_step
+        speed = f"{steps * self.samples_per_step / elapsed:,.1f}" if elapsed > 0 and steps else "-"
+        self.progress.update(self._task, completed=state.global_step, speed=speed)
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        logs = logs or {}
+        if "loss" in logs:
+            self.progress.update(self._task, loss=f"{logs['loss']:.4f}")
+        if "learning_rate" in logs:
+            self.progress.update(self._task, lr=f"{logs['learning_rate']:.2e}")
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        metrics = metrics or {}
+        self._eval_seconds += metrics.get("eval_runtime", 0.0)
+        value = metrics.get(f"eval_{self.metric}")
+        best = state.best_metric
+        is_best = value is not None and (best is None or value >= best)
+        self.table.add_row(
+            f"{state.epoch:.2f}",
+            str(state.global_step),
+            f"{metrics.get('eval_loss', float('nan')):.4f}",
+            f"{metrics.get('eval_accuracy', float('nan')):.4f}",
+            f"{metrics.get('eval_f1_macro', float('nan')):.4f}",
+            "*" if is_best else "",
+        )
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
 class RowProgress:

@@ -13,12 +13,12 @@ import io
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from newsclf.atomic import atomic_file
 from newsclf.errors import InputError
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
@@ -37,14 +37,15 @@ csv.field_size_limit(64 * 1024 * 1024)
 
 
 def detect_format(path: str | Path, override: str | None = None) -> str:
-    """The file's format: `override` when given, else from the extension."""
+    """The file's format: `override` when given, else from the extension (for stdin, from its
+    first bytes)."""
     if override:
         fmt = override.lower()
         if fmt not in FORMATS:
             raise InputError(f"Unknown format {override!r}; expected one of {', '.join(FORMATS)}.")
         return fmt
     if str(path) == STDIN:
-        raise InputError("Reading from stdin ('-') needs --format (csv, tsv, jsonl or parquet).")
+        return sniff_format(_peek_stdin())
     suffix = Path(path).suffix.lower()
     if suffix not in _EXTENSIONS:
         raise InputError(
@@ -52,6 +53,33 @@ def detect_format(path: str | Path, override: str | None = None) -> str:
             f"use one of {', '.join(sorted(_EXTENSIONS))} or pass --format."
         )
     return _EXTENSIONS[suffix]
+
+
+def sniff_format(head: bytes) -> str:
+    """The format of a stream from its first bytes: Parquet's magic number, a JSON object, a
+    tab-separated header, else CSV."""
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if text.startswith(b"{"):
+        return "jsonl"
+    first_line = text.split(b"\n", 1)[0]
+    if b"\t" in first_line and b"," not in first_line:
+        return "tsv"
+    return "csv"
+
+
+def _peek_stdin(size: int = 65536) -> bytes:
+    """The first bytes of stdin, left in place for the reader."""
+    stream = sys.stdin.buffer
+    if hasattr(stream, "peek"):
+        return stream.peek(size)[:size]
+    if stream.seekable():
+        position = stream.tell()
+        head = stream.read(size)
+        stream.seek(position)
+        return head
+    return b""
 
 
 @dataclass
@@ -86,11 +114,16 @@ class TableReader:
     skipped: list[SkippedLine] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.format = detect_format(self.path, self.format)
         if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', not {self.on_error!r}")
-        if str(self.path) != STDIN and not Path(self.path).is_file():
-            raise InputError(f"{self.path}: no such file.")
+            raise InputError(f"--on-error must be raise or skip, not {self.on_error!r}.")
+        if str(self.path) != STDIN:
+            if Path(self.path).is_dir():
+                raise InputError(
+                    f"{self.path} is a directory; give one file (CSV, TSV, JSONL or Parquet)."
+                )
+            if not Path(self.path).is_file():
+                raise InputError(f"{self.path}: no such file.")
+        self.format = detect_format(self.path, self.format)
         self._bytes_read = 0
         self._rows_read = 0
         self._total: int | None = None
@@ -283,7 +316,7 @@ class AtomicTableWriter:
         self.format = format
         self.columns = columns
         self._to_stdout = str(path) == STDIN
-        self._tmp_path: Path | None = None
+        self._atomic: Any = None
         self._parquet_writer: Any = None
         self._parquet_schema: Any = None
         self.rows_written = 0
@@ -292,13 +325,8 @@ class AtomicTableWriter:
         if self._to_stdout:
             self._binary: IO[bytes] = sys.stdout.buffer
         else:
-            target = Path(self.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{target.name}.", suffix=".partial", dir=target.parent
-            )
-            self._tmp_path = Path(tmp)
-            default_permissions(self._tmp_path)
+            self._atomic = atomic_file(self.path)
+            fd, _ = self._atomic.__enter__()
             self._binary = os.fdopen(fd, "wb")
         if self.format in ("csv", "tsv"):
             self._text = io.TextIOWrapper(
@@ -358,20 +386,14 @@ class AtomicTableWriter:
                 self._binary.flush()
             else:
                 self._binary.close()
+        except BaseException:
+            if exc_type is None:
+                exc_type, exc, tb = sys.exc_info()
+            raise
         finally:
-            if self._tmp_path is not None:
-                if exc_type is None:
-                    os.replace(self._tmp_path, self.path)
-                else:
-                    self._tmp_path.unlink(missing_ok=True)
-
-
-def default_permissions(path: Path, directory: bool = False) -> None:
-    """mkstemp/mkdtemp create private (0600/0700) entries; a finished output gets the usual
-    permissions (0666/0777 less the umask), like any file the user writes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
+            if self._atomic is not None:
+                # Renames the finished file into place, or removes it after an error.
+                self._atomic.__exit__(exc_type, exc, tb)
 
 
 def _csv_value(value: Any) -> Any:

@@ -1,11 +1,15 @@
-"""Text cleaning and the joining of text columns: the same function for training and inference."""
+"""From table rows to model texts, the same way for training, export and classify: which
+columns hold the text (one policy), how they are joined, and how the text is cleaned."""
 
 from __future__ import annotations
 
 import html
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from newsclf.errors import InputError
 
 # AG News lost many ampersands: "It#39;s" for "It&#39;s", "quot;" for "&quot;". Only restore
 # names that are real entities and do not continue a word, so that "contract;" stays as it is.
@@ -65,3 +69,56 @@ def prepare_texts(
     if clean:
         texts = [clean_text(t) for t in texts]
     return texts
+
+
+# Tried in order when neither the caller nor the model names the text columns.
+AUTO_TEXT_COLUMNS = (("text",), ("title", "description"))
+
+
+def parse_text_columns(value: str | Sequence[str] | None) -> list[str]:
+    """'title,description' -> ['title', 'description']; None or '' -> [] (auto-detect)."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def choose_text_columns(
+    available: Sequence[str],
+    *,
+    requested: Sequence[str] = (),
+    trained: Sequence[str] = (),
+    where: str,
+) -> list[str]:
+    """The one text-column policy. `requested` (from the command line) when given: every one
+    must exist. Else the columns the model was trained on, when the table has them all. Else
+    auto-detection: `text`, then `title` + `description`."""
+    if requested:
+        missing = [c for c in requested if c not in available]
+        if missing:
+            raise InputError(
+                f"{where}: no column {', '.join(map(repr, missing))}; "
+                f"columns found: {', '.join(available) or '(none)'}."
+            )
+        return list(requested)
+    if trained and all(c in available for c in trained):
+        return list(trained)
+    for candidate in AUTO_TEXT_COLUMNS:
+        if all(c in available for c in candidate):
+            return list(candidate)
+    looked_for = "'text', then 'title' + 'description'"
+    if trained:
+        looked_for = f"{' + '.join(map(repr, trained))} (as trained), then {looked_for}"
+    raise InputError(
+        f"{where}: no text column found (looked for {looked_for}); "
+        f"columns found: {', '.join(available) or '(none)'}. Pass --text-column."
+    )
+
+
+def texts_from_rows(
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, clean: bool, separator: str
+) -> list[str]:
+    """Model texts from table rows (dicts): the text columns joined, cleaned if trained so."""
+    return prepare_texts(
+        ([row.get(c) for c in columns] for row in rows), clean=clean, separator=separator
+    )

@@ -1,4 +1,8 @@
-"""Fine-tuning with the Hugging Face Trainer: the recipe, the run directory, honest metrics."""
+"""Fine-tuning with the Hugging Face Trainer: the recipe, the run folder, honest metrics.
+
+`NewsTrainer` prints nothing: whoever calls it (the CLI) passes Trainer callbacks for progress
+and an `on_start` hook that receives the `TrainingPlan`; it returns a typed `TrainResult`.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,14 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -25,71 +28,192 @@ from transformers import (
     PreTrainedTokenizerBase,
     Trainer,
     TrainerCallback,
+    TrainerControl,
+    TrainerState,
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
-from newsclf.callbacks import RichProgressCallback
-from newsclf.config import PARITY_SAMPLE_FILE, PreprocessingConfig, TrainingConfig
+from newsclf.atomic import write_json_atomic
+from newsclf.config import PARITY_ROWS, Precision, PreprocessingConfig, TrainingConfig
 from newsclf.data import LabeledTexts, TrainingData, class_counts, load_hub_data, load_local_data
 from newsclf.environment import cpu_cores, machine_summary
 from newsclf.errors import InputError, ModelError, NewsclfError
 from newsclf.hub import hub_kwargs, offline_model_error, resolve_model
-from newsclf.metrics import classification_metrics
+from newsclf.metrics import ClassificationMetrics, classification_metrics
 from newsclf.modelcard import write_model_card
+from newsclf.runs import (
+    BEST_DIR,
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    default_run_dir,
+    write_parity_sample,
+)
 
-CONFIG_FILE = "train_config.json"
-METRICS_FILE = "metrics.json"
-BEST_DIR = "best"
-CHECKPOINTS_DIR = "checkpoints"
-PARITY_SAMPLE_ROWS = 256
+# -- hardware ---------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
+class HardwareSetup:
+    """Device-dependent training choices, made in one place."""
+
+    device: torch.device
+    precision: str
+    # Pad batches to a multiple of this (bounded shapes, tensor-core friendly) on CUDA.
+    pad_to_multiple_of: int | None
+    # PyTorch's cuDNN attention builds a plan for every new tensor shape: measured on an H100,
+    # 90 ms per new shape against about 5 ms for a bert-base batch of 256 rows. Dynamic padding
+    # and length grouping make many shapes; flash / memory-efficient attention has no such cost.
+    disable_cudnn_attention: bool
+    # Fused AdamW: one kernel per step instead of one per parameter tensor (CUDA only).
+    optimizer: str
+
+    @property
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return f"cuda ({torch.cuda.get_device_name(0)})"
+        return "cpu"
+
+    @contextlib.contextmanager
+    def attention(self) -> Iterator[None]:
+        """The attention kernels for batches of ever-changing length, restored on exit."""
+        if not self.disable_cudnn_attention:
+            yield
+            return
+        was_enabled = torch.backends.cuda.cudnn_sdp_enabled()
+        torch.backends.cuda.enable_cudnn_sdp(False)
+        try:
+            yield
+        finally:
+            torch.backends.cuda.enable_cudnn_sdp(was_enabled)
+
+
+def hardware_setup(requested: Precision) -> HardwareSetup:
+    """Device, precision (bf16 where the hardware runs it natively, fp16 on older CUDA GPUs,
+    else fp32) and the CUDA-only settings.
+
+    Raises:
+        InputError: fp16 asked for without CUDA.
+    """
+    on_cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if on_cuda else "cpu")
+    if requested == "fp16" and not on_cuda:
+        raise InputError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU.")
+    if requested != "auto":
+        precision = requested
+    elif on_cuda:
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    else:
+        # oneDNN reports bf16 support only for AVX512-BF16 or AMX, where bf16 autocast is fast.
+        precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return HardwareSetup(
+        device=device,
+        precision=precision,
+        pad_to_multiple_of=8 if on_cuda else None,
+        disable_cudnn_attention=on_cuda,
+        optimizer="adamw_torch_fused" if on_cuda else "adamw_torch",
+    )
+
+
+# -- results ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What is about to be trained, where and how: passed to `on_start`."""
+
+    model: str
+    source: str
+    train_rows: int
+    validation_rows: int
+    test_rows: int
+    label_names: list[str]
+    device: str
+    precision: str
+    threads: int
+    cores: int
+    run_dir: Path
+    resumed_from: str | None
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    source: str
+    validation_source: str
+    text_columns: list[str]
+    train_rows: int
+    validation_rows: int
+    test_rows: int
+    train_class_counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class BestCheckpoint:
+    metric: str
+    value: float | None
+    step: int | None
+
+
+@dataclass(frozen=True)
+class TrainingStats:
+    # trainer.train() (training and evaluations); train_time_s leaves evaluations out.
+    wall_time_s: float
+    train_time_s: float
+    evaluation_time_s: float
+    samples_per_s: float
+    # Everything: loading data and model, tokenizing, training, the test predictions.
+    total_time_s: float
+    train_loss: float
+    device: str
+    precision: str
+    threads: int
+    resumed_from: str | None
+
+
+@dataclass(frozen=True)
 class TrainResult:
+    """A finished run: where it is, how it went; `to_dict()` is its metrics.json."""
+
     run_dir: Path
     best_dir: Path
-    metrics: dict[str, Any]
+    model: str
+    label_names: list[str]
+    data: DataSummary
+    validation: list[dict[str, Any]]
+    best: BestCheckpoint
+    stopped_early: bool
+    epochs_completed: float
+    steps: int
+    max_steps: int
+    test: ClassificationMetrics | None
+    training: TrainingStats
+    config: TrainingConfig
+    environment: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "model": self.model,
+            "label_names": self.label_names,
+            "data": asdict(self.data),
+            "validation": self.validation,
+            "best": asdict(self.best),
+            "stopped_early": self.stopped_early,
+            "epochs_completed": self.epochs_completed,
+            "steps": self.steps,
+            "max_steps": self.max_steps,
+            "test": self.test.to_dict() if self.test else None,
+            "training": asdict(self.training),
+            "environment": self.environment,
+            "config": self.config.to_dict(),
+        }
 
 
-@contextlib.contextmanager
-def varied_shapes_attention(device: torch.device) -> Iterator[None]:
-    """Attention kernels that suit batches of ever-changing length (dynamic padding, length
-    grouping). On CUDA, PyTorch prefers cuDNN attention, which builds a plan for every new
-    shape: measured on an H100, 90 ms per new shape against about 5 ms for a bert-base batch of
-    256 rows; training with length grouping (many shapes) ran at half the speed of fp32 random
-    batches. Flash / memory-efficient attention has no per-shape cost."""
-    if device.type != "cuda":
-        yield
-        return
-    was_enabled = torch.backends.cuda.cudnn_sdp_enabled()
-    torch.backends.cuda.enable_cudnn_sdp(False)
-    try:
-        yield
-    finally:
-        torch.backends.cuda.enable_cudnn_sdp(was_enabled)
-
-
-def choose_precision(requested: str, device: torch.device) -> str:
-    """bf16 where the hardware runs it natively, fp16 on older CUDA GPUs, else fp32."""
-    if requested not in ("auto", "bf16", "fp16", "fp32"):
-        raise InputError(f"--precision must be auto, bf16, fp16 or fp32, not {requested!r}.")
-    if requested != "auto":
-        if requested == "fp16" and device.type != "cuda":
-            raise InputError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU.")
-        return requested
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    # oneDNN reports bf16 support only for AVX512-BF16 or AMX, where bf16 autocast is fast.
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-
-
-def default_run_dir(model: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    short = Path(model).name if model != "embedded" else "minilm-embedded"
-    return Path("models") / f"{stamp}-{short.replace('/', '-')}"
+# -- the trainer ------------------------------------------------------------------------------
 
 
 class TokenizedTexts(torch.utils.data.Dataset):
@@ -110,204 +234,133 @@ class TokenizedTexts(torch.utils.data.Dataset):
         return self.features[index]
 
 
-class NewsTrainer:
-    """Fine-tunes a sequence classifier with the recipe in `config` and writes a run directory:
+class _EvaluationClock(TrainerCallback):
+    """Seconds spent in evaluations, so that training speed leaves them out."""
 
-    run_dir/best/          a standard Hugging Face folder + newsclf_preprocessing.json
-    run_dir/metrics.json   validation history, test metrics, speed, device, versions, config
-    run_dir/README.md      a short model card
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.seconds += (metrics or {}).get("eval_runtime", 0.0)
+
+
+class NewsTrainer:
+    """Fine-tunes a sequence classifier with the recipe in `config` and writes a run folder
+    (see `newsclf.runs`).
+
+    Args:
+        config: the recipe, data and output folder.
+        callbacks: Trainer callbacks (progress display, logging); the trainer adds early
+            stopping itself.
     """
 
-    def __init__(
-        self,
-        config: TrainingConfig,
-        console: Console | None = None,
-        callbacks: list[TrainerCallback] | None = None,
-    ) -> None:
+    def __init__(self, config: TrainingConfig, callbacks: Sequence[TrainerCallback] = ()) -> None:
         self.config = config
-        self.console = console or Console(stderr=True)
-        self.callbacks = list(callbacks or [])
+        self.callbacks = list(callbacks)
         self.run_dir = Path(config.output_dir or default_run_dir(config.model))
 
-    # -- public ------------------------------------------------------------------------------
-
     @classmethod
-    def resume(
-        cls,
-        run_dir: Path,
-        console: Console | None = None,
-        callbacks: list[TrainerCallback] | None = None,
-    ) -> NewsTrainer:
-        """The trainer of an interrupted run, with the configuration it was started with."""
+    def resume(cls, run_dir: Path, callbacks: Sequence[TrainerCallback] = ()) -> NewsTrainer:
+        """The trainer of an interrupted run, with the configuration it was started with.
+
+        Raises:
+            InputError: `run_dir` is not a newsclf run folder.
+        """
         config_path = Path(run_dir) / CONFIG_FILE
         if not config_path.is_file():
             raise InputError(f"--resume: {run_dir} has no {CONFIG_FILE}; is it a newsclf run?")
-        raw = json.loads(config_path.read_text(encoding="utf-8"))
-        preprocessing = PreprocessingConfig(**raw.pop("preprocessing"))
-        for key in ("train_file", "validation_file", "test_file", "output_dir"):
-            if raw.get(key):
-                raw[key] = Path(raw[key])
-        config = TrainingConfig(**raw, preprocessing=preprocessing)
-        return cls(replace(config, resume=True, output_dir=Path(run_dir)), console, callbacks)
+        config = TrainingConfig.load(config_path)
+        return cls(replace(config, resume=True, output_dir=Path(run_dir)), callbacks)
 
-    def train(self) -> TrainResult:
-        cfg = self.config
+    def train(self, on_start: Callable[[TrainingPlan], None] | None = None) -> TrainResult:
+        """Train, save the best checkpoint, evaluate it on the test split, write metrics.json.
+
+        Raises:
+            InputError, ModelError, OfflineError: bad data, model or options.
+        """
         started = time.perf_counter()
-        self._validate()
+        cfg = self.config
+        self._check_run_dir()
         data = self._load_data()
         pre = replace(cfg.preprocessing, text_columns=data.text_columns)
         model, tokenizer = self._load_model(data.label_names)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        precision = choose_precision(cfg.precision, device)
-
+        hardware = hardware_setup(cfg.precision)
         train_set = data.train
         if cfg.max_train_samples and cfg.max_train_samples < len(train_set):
             train_set = train_set.subset(range(cfg.max_train_samples))
-        self._prepare_run_dir()
-        _write_parity_sample(self.run_dir / PARITY_SAMPLE_FILE, data.validation, PARITY_SAMPLE_ROWS)
-        self._report_start(data, len(train_set), device, precision)
+        resume_from = self._last_checkpoint() if cfg.resume else None
+        self._prepare_run_dir(data.validation)
+        if on_start is not None:
+            on_start(self._plan(data, len(train_set), hardware, resume_from))
 
         train_ds = TokenizedTexts(train_set, tokenizer, pre.max_length)
         val_ds = TokenizedTexts(data.validation, tokenizer, pre.max_length)
-        progress = RichProgressCallback(
-            self.console, cfg.batch_size * cfg.grad_accum, metric=cfg.metric
-        )
-        trainer = self._trainer(
-            model, tokenizer, train_ds, val_ds, data.label_names, device, precision, progress
-        )
-
-        training_started = time.perf_counter()
-        resume_from = self._last_checkpoint() if cfg.resume else None
-        with varied_shapes_attention(device):
+        clock = _EvaluationClock()
+        trainer = self._trainer(model, tokenizer, train_ds, val_ds, data.label_names, hardware)
+        trainer.add_callback(clock)
+        fit_started = time.perf_counter()
+        with hardware.attention():
             output = trainer.train(resume_from_checkpoint=resume_from)
-        training_wall = time.perf_counter() - training_started
+        fit_seconds = time.perf_counter() - fit_started
 
-        best_dir = self.run_dir / BEST_DIR
-        trainer.save_model(str(best_dir))
-        tokenizer.save_pretrained(str(best_dir))
-        pre.save(best_dir)
-
-        test_metrics = None
-        if data.test is not None:
-            # From the saved model in fp32: the figures export and classify reproduce. (The
-            # Trainer's model still runs under autocast: accelerate wraps its forward.)
-            saved = AutoModelForSequenceClassification.from_pretrained(
-                str(best_dir), dtype=torch.float32
-            ).to(device)
-            with varied_shapes_attention(device):
-                logits = predict_logits(
-                    saved, tokenizer, data.test.texts, cfg.eval_batch_size, pre.max_length
-                )
-            test_metrics = classification_metrics(
-                data.test.labels, np.argmax(logits, axis=-1), data.label_names
-            )
-
+        best_dir = self._save_best(trainer, tokenizer, pre)
+        test = self._evaluate_test(best_dir, tokenizer, data, pre, hardware)
         state = trainer.state
-        train_seconds = max(training_wall - progress.evaluation_seconds, 1e-9)
-        epochs_run = (state.epoch or 0.0) - (_checkpoint_epoch(resume_from) if resume_from else 0.0)
-        metrics = {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": cfg.model,
-            "label_names": data.label_names,
-            "data": {
-                "source": data.source,
-                "validation_source": data.validation_source,
-                "text_columns": data.text_columns,
-                "train_rows": len(train_ds),
-                "validation_rows": len(val_ds),
-                "test_rows": len(data.test) if data.test else 0,
-                "train_class_counts": class_counts(train_set, data.label_names),
-            },
-            "validation": _validation_history(state.log_history),
-            "best": {
-                "metric": cfg.metric,
-                "value": state.best_metric,
-                "step": state.best_global_step,
-            },
-            "stopped_early": state.global_step < state.max_steps,
-            "epochs_completed": state.epoch,
-            "steps": state.global_step,
-            "max_steps": state.max_steps,
-            "test": test_metrics,
-            "training": {
-                # trainer.train() (training and evaluations); train_time_s leaves evaluations out.
-                "wall_time_s": round(training_wall, 2),
-                "train_time_s": round(train_seconds, 2),
-                "evaluation_time_s": round(progress.evaluation_seconds, 2),
-                "samples_per_s": round(epochs_run * len(train_ds) / train_seconds, 2),
-                # Everything: loading data and model, tokenizing, training, the test predictions.
-                "total_time_s": round(time.perf_counter() - started, 2),
-                "train_loss": output.training_loss,
-                "device": _device_name(device),
-                "precision": precision,
-                "threads": torch.get_num_threads(),
-                "resumed_from": str(resume_from) if resume_from else None,
-            },
-            "environment": machine_summary(),
-            "config": cfg.to_dict() | {"preprocessing": pre.__dict__},
-        }
-        (self.run_dir / METRICS_FILE).write_text(
-            json.dumps(metrics, indent=2) + "\n", encoding="utf-8"
-        )
-        write_model_card(self.run_dir, metrics)
-        shutil.rmtree(self.run_dir / CHECKPOINTS_DIR, ignore_errors=True)
-        return TrainResult(self.run_dir, best_dir, metrics)
-
-    def _trainer(
-        self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        train_ds: TokenizedTexts,
-        val_ds: TokenizedTexts,
-        label_names: list[str],
-        device: torch.device,
-        precision: str,
-        progress: RichProgressCallback,
-    ) -> Trainer:
-        trainer = Trainer(
-            model=model,
-            args=self._training_args(device, precision),
-            train_dataset=train_ds,
-            eval_dataset=val_ds,
-            processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(
-                tokenizer, pad_to_multiple_of=8 if device.type == "cuda" else None
+        train_seconds = max(fit_seconds - clock.seconds, 1e-9)
+        epochs_run = (state.epoch or 0.0) - (_checkpoint_epoch(resume_from) if resume_from else 0)
+        result = TrainResult(
+            run_dir=self.run_dir,
+            best_dir=best_dir,
+            model=cfg.model,
+            label_names=data.label_names,
+            data=DataSummary(
+                source=data.source,
+                validation_source=data.validation_source,
+                text_columns=data.text_columns,
+                train_rows=len(train_ds),
+                validation_rows=len(val_ds),
+                test_rows=len(data.test) if data.test else 0,
+                train_class_counts=class_counts(train_set, data.label_names),
             ),
-            compute_metrics=_make_compute_metrics(label_names),
-            callbacks=[
-                EarlyStoppingCallback(early_stopping_patience=self.config.patience),
-                progress,
-                *self.callbacks,
-            ],
+            validation=_validation_history(state.log_history),
+            best=BestCheckpoint(cfg.metric, state.best_metric, state.best_global_step),
+            stopped_early=state.global_step < state.max_steps,
+            epochs_completed=state.epoch or 0.0,
+            steps=state.global_step,
+            max_steps=state.max_steps,
+            test=test,
+            training=TrainingStats(
+                wall_time_s=round(fit_seconds, 2),
+                train_time_s=round(train_seconds, 2),
+                evaluation_time_s=round(clock.seconds, 2),
+                samples_per_s=round(epochs_run * len(train_ds) / train_seconds, 2),
+                total_time_s=round(time.perf_counter() - started, 2),
+                train_loss=output.training_loss,
+                device=hardware.device_name,
+                precision=hardware.precision,
+                threads=torch.get_num_threads(),
+                resumed_from=resume_from,
+            ),
+            config=replace(cfg, preprocessing=pre),
+            environment=machine_summary(),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        trainer.remove_callback(PrinterCallback)
-        return trainer
+        self._finish_run_dir(result)
+        return result
 
-    # -- steps -------------------------------------------------------------------------------
+    # -- steps ------------------------------------------------------------------------------
 
-    def _validate(self) -> None:
-        cfg = self.config
-        positive = {
-            "--epochs": cfg.epochs,
-            "--batch-size": cfg.batch_size,
-            "--eval-batch-size": cfg.eval_batch_size,
-            "--grad-accum": cfg.grad_accum,
-            "--max-length": cfg.preprocessing.max_length,
-        }
-        for flag, value in positive.items():
-            if value <= 0:
-                raise InputError(f"{flag} must be positive, not {value}.")
-        if cfg.learning_rate < 0:
-            raise InputError(f"--learning-rate must not be negative, not {cfg.learning_rate}.")
-        if cfg.patience < 1:
-            raise InputError(f"--patience must be at least 1, not {cfg.patience}.")
-        if cfg.metric not in ("accuracy", "f1_macro", "f1_weighted"):
-            raise InputError(
-                f"--metric must be accuracy, f1_macro or f1_weighted, not {cfg.metric}."
-            )
-        if cfg.resume and not (self.run_dir / CONFIG_FILE).is_file():
+    def _check_run_dir(self) -> None:
+        if self.config.resume and not (self.run_dir / CONFIG_FILE).is_file():
             raise InputError(f"--resume: {self.run_dir} is not a newsclf run directory.")
-        if not cfg.resume and (self.run_dir / BEST_DIR).exists():
+        if not self.config.resume and (self.run_dir / BEST_DIR).exists():
             raise InputError(
                 f"{self.run_dir} already holds a finished run; choose another --output-dir."
             )
@@ -333,8 +386,8 @@ class NewsTrainer:
     ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         source, is_local = resolve_model(self.config.model)
         kwargs = hub_kwargs(is_local)
-        # Our own output says what loads; the libraries' bars and "newly initialized" notes
-        # would only repeat it.
+        # The caller says what loads; the libraries' bars and "newly initialized" notes would
+        # only repeat it.
         logging.getLogger("transformers").setLevel(logging.ERROR)
         hf_logging.disable_progress_bar()
         try:
@@ -356,23 +409,70 @@ class NewsTrainer:
             raise ModelError(f"{source} is not a sequence-classification model: {exc}") from exc
         return model, tokenizer
 
-    def _prepare_run_dir(self) -> None:
+    def _prepare_run_dir(self, validation: LabeledTexts) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.config.resume:
-            cfg = self.config.to_dict()
-            (self.run_dir / CONFIG_FILE).write_text(
-                json.dumps(cfg, indent=2) + "\n", encoding="utf-8"
-            )
+            self.config.save(self.run_dir / CONFIG_FILE)
+        write_parity_sample(self.run_dir, validation.texts, validation.labels, PARITY_ROWS)
+
+    def _plan(
+        self,
+        data: TrainingData,
+        train_rows: int,
+        hardware: HardwareSetup,
+        resumed_from: str | None,
+    ) -> TrainingPlan:
+        return TrainingPlan(
+            model=self.config.model,
+            source=data.source,
+            train_rows=train_rows,
+            validation_rows=len(data.validation),
+            test_rows=len(data.test) if data.test else 0,
+            label_names=data.label_names,
+            device=hardware.device_name,
+            precision=hardware.precision,
+            threads=torch.get_num_threads(),
+            cores=cpu_cores(),
+            run_dir=self.run_dir,
+            resumed_from=resumed_from,
+        )
 
     def _last_checkpoint(self) -> str:
         folder = self.run_dir / CHECKPOINTS_DIR
         last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
         if last is None:
             raise InputError(f"--resume: {folder} holds no checkpoint to continue from.")
-        self.console.print(f"Resuming from [bold]{last}[/]")
         return last
 
-    def _training_args(self, device: torch.device, precision: str) -> TrainingArguments:
+    def _trainer(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        train_ds: TokenizedTexts,
+        val_ds: TokenizedTexts,
+        label_names: list[str],
+        hardware: HardwareSetup,
+    ) -> Trainer:
+        trainer = Trainer(
+            model=model,
+            args=self._training_args(hardware),
+            train_dataset=train_ds,
+            eval_dataset=val_ds,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(
+                tokenizer, pad_to_multiple_of=hardware.pad_to_multiple_of
+            ),
+            compute_metrics=_make_compute_metrics(label_names),
+            # A new EarlyStoppingCallback per run: it keeps its patience counter.
+            callbacks=[
+                EarlyStoppingCallback(early_stopping_patience=self.config.patience),
+                *self.callbacks,
+            ],
+        )
+        trainer.remove_callback(PrinterCallback)
+        return trainer
+
+    def _training_args(self, hardware: HardwareSetup) -> TrainingArguments:
         cfg = self.config
         strategy = "steps" if cfg.eval_steps else "epoch"
         return TrainingArguments(
@@ -383,6 +483,7 @@ class NewsTrainer:
             num_train_epochs=cfg.epochs,
             weight_decay=cfg.weight_decay,
             gradient_accumulation_steps=cfg.grad_accum,
+            # A float below 1 is a share of the steps.
             warmup_steps=cfg.warmup_ratio,
             eval_strategy=strategy,
             save_strategy=strategy,
@@ -393,9 +494,10 @@ class NewsTrainer:
             metric_for_best_model=cfg.metric,
             greater_is_better=True,
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-            bf16=precision == "bf16",
-            fp16=precision == "fp16",
-            use_cpu=device.type == "cpu",
+            bf16=hardware.precision == "bf16",
+            fp16=hardware.precision == "fp16",
+            optim=hardware.optimizer,
+            use_cpu=hardware.device.type == "cpu",
             seed=cfg.seed,
             logging_steps=10,
             disable_tqdm=True,
@@ -404,19 +506,64 @@ class NewsTrainer:
             save_only_model=False,
         )
 
-    def _report_start(
-        self, data: TrainingData, train_rows: int, device: torch.device, precision: str
-    ) -> None:
-        cfg = self.config
-        self.console.print(
-            f"[bold]newsclf train[/] {cfg.model} on {data.source}: "
-            f"{train_rows:,} train / {len(data.validation):,} validation / "
-            f"{len(data.test) if data.test else 0:,} test rows, {len(data.label_names)} classes"
+    def _save_best(
+        self, trainer: Trainer, tokenizer: PreTrainedTokenizerBase, pre: PreprocessingConfig
+    ) -> Path:
+        best_dir = self.run_dir / BEST_DIR
+        trainer.save_model(str(best_dir))
+        tokenizer.save_pretrained(str(best_dir))
+        pre.save(best_dir)
+        return best_dir
+
+    def _evaluate_test(
+        self,
+        best_dir: Path,
+        tokenizer: PreTrainedTokenizerBase,
+        data: TrainingData,
+        pre: PreprocessingConfig,
+        hardware: HardwareSetup,
+    ) -> ClassificationMetrics | None:
+        """Test metrics from the saved model in fp32: the figures export and classify
+        reproduce. (The Trainer's model still runs under autocast: accelerate wraps its
+        forward.)"""
+        if data.test is None:
+            return None
+        saved = AutoModelForSequenceClassification.from_pretrained(
+            str(best_dir), dtype=torch.float32
+        ).to(hardware.device)
+        with hardware.attention():
+            logits = predict_logits(
+                saved, tokenizer, data.test.texts, self.config.eval_batch_size, pre.max_length
+            )
+        return classification_metrics(
+            data.test.labels, np.argmax(logits, axis=-1), data.label_names
         )
-        self.console.print(
-            f"device [bold]{_device_name(device)}[/], precision [bold]{precision}[/], "
-            f"{torch.get_num_threads()} threads on {cpu_cores()} cores; run dir {self.run_dir}"
-        )
+
+    def _finish_run_dir(self, result: TrainResult) -> None:
+        write_json_atomic(self.run_dir / METRICS_FILE, result.to_dict())
+        write_model_card(result)
+        shutil.rmtree(self.run_dir / CHECKPOINTS_DIR, ignore_errors=True)
+
+
+def train(
+    config: TrainingConfig,
+    callbacks: Sequence[TrainerCallback] = (),
+    on_start: Callable[[TrainingPlan], None] | None = None,
+) -> TrainResult:
+    """Fine-tune a classifier with the recipe in `config`; see `NewsTrainer`.
+
+    Args:
+        config: the recipe, the data and the output folder.
+        callbacks: Trainer callbacks, e.g. for progress.
+        on_start: called once with the `TrainingPlan` before the first step.
+
+    Returns:
+        `TrainResult`: the run folder, best checkpoint, validation history and test metrics.
+
+    Raises:
+        InputError: bad data or options. ModelError / OfflineError: the model cannot load.
+    """
+    return NewsTrainer(config, callbacks).train(on_start)
 
 
 def predict_logits(
@@ -448,38 +595,32 @@ def predict_logits(
     return logits
 
 
-def _make_compute_metrics(label_names: list[str]) -> Any:
+def _make_compute_metrics(label_names: list[str]) -> Callable[[Any], dict[str, float]]:
     def compute(eval_pred: Any) -> dict[str, float]:
         logits, labels = eval_pred
         full = classification_metrics(labels, np.argmax(logits, axis=-1), label_names)
-        return {k: full[k] for k in ("accuracy", "f1_macro", "f1_weighted")}
+        return {
+            "accuracy": full.accuracy,
+            "f1_macro": full.f1_macro,
+            "f1_weighted": full.f1_weighted,
+        }
 
     return compute
 
 
 def _validation_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    history = []
-    for entry in log_history:
-        if "eval_loss" in entry:
-            history.append(
-                {
-                    "epoch": entry.get("epoch"),
-                    "step": entry.get("step"),
-                    "loss": entry.get("eval_loss"),
-                    "accuracy": entry.get("eval_accuracy"),
-                    "f1_macro": entry.get("eval_f1_macro"),
-                    "f1_weighted": entry.get("eval_f1_weighted"),
-                }
-            )
-    return history
-
-
-def _write_parity_sample(path: Path, data: LabeledTexts, rows: int) -> None:
-    lines = [
-        json.dumps({"text": text, "label": label}, ensure_ascii=False)
-        for text, label in zip(data.texts[:rows], data.labels[:rows], strict=True)
+    return [
+        {
+            "epoch": entry.get("epoch"),
+            "step": entry.get("step"),
+            "loss": entry.get("eval_loss"),
+            "accuracy": entry.get("eval_accuracy"),
+            "f1_macro": entry.get("eval_f1_macro"),
+            "f1_weighted": entry.get("eval_f1_weighted"),
+        }
+        for entry in log_history
+        if "eval_loss" in entry
     ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _checkpoint_epoch(checkpoint: str) -> float:
@@ -488,9 +629,3 @@ def _checkpoint_epoch(checkpoint: str) -> float:
         return float(json.loads(state.read_text(encoding="utf-8")).get("epoch") or 0.0)
     except (OSError, ValueError) as exc:
         raise NewsclfError(f"Cannot read {state}: {exc}") from exc
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(0)})"
-    return "cpu"

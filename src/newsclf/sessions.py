@@ -1,0 +1,153 @@
+"""ONNX Runtime sessions whose execution provider is checked, not assumed.
+
+onnxruntime-gpu lists CUDAExecutionProvider as available even where CUDA cannot load; a session
+asked for it then comes up on the CPU with only a logged error. So every CUDA session is checked
+with `session.get_providers()` after it is created. `open_session` holds the one rule for
+`--device auto`: CUDA when it really works, else the CPU with the reason said out loud, never a
+silent switch; `--device cuda` without a working CUDA is an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from newsclf.environment import cpu_cores
+from newsclf.errors import ProviderError
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+@dataclass
+class OpenedSession:
+    """A session, the device and provider it really runs on, and why `auto` left CUDA."""
+
+    session: Any
+    device: str
+    provider: str
+    model_path: Path
+    fallback_reason: str | None = None
+
+
+def session_options(threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # One thread per core: more threads than cores only adds contention.
+    options.intra_op_num_threads = threads or cpu_cores()
+    options.inter_op_num_threads = 1
+    # Idle workers that spin take the core that reads, tokenizes and writes between batches
+    # (benchmarks/NOTES.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+def create_session(model_path: Path, device: str, threads: int | None = None) -> Any:
+    """An InferenceSession on `device` ('cpu' or 'cuda'); CUDA is verified after creation.
+
+    Raises:
+        ProviderError: CUDA was asked for and does not really work here.
+    """
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ort.InferenceSession(str(model_path), session_options(threads), providers=[CPU])
+    if device != "cuda":
+        raise ProviderError(f"Unknown device {device!r}; expected cuda or cpu.")
+    if CUDA not in ort.get_available_providers():
+        raise ProviderError(
+            f"This onnxruntime build ({ort.__version__}) has no CUDA provider; "
+            "install onnxruntime-gpu (see the README's GPU section)."
+        )
+    if not cuda_driver_present():
+        raise ProviderError("No NVIDIA driver found (libcuda could not be loaded): no CUDA here.")
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        # CUDA/cuDNN from the nvidia-* wheels or torch, where installed. It prints what it
+        # misses; the provider check below is the real test.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+            preload()
+    try:
+        with quiet_onnxruntime():
+            session = ort.InferenceSession(
+                str(model_path), session_options(threads), providers=[CUDA, CPU]
+            )
+    except Exception as exc:
+        raise ProviderError(f"The CUDA provider failed to create a session: {exc}") from exc
+    providers = session.get_providers()
+    if not providers or providers[0] != CUDA:
+        raise ProviderError(
+            "onnxruntime lists the CUDA provider but the session came up on "
+            f"{', '.join(providers) or 'nothing'}: the CUDA 12/13 or cuDNN 9 libraries did not "
+            "load. See the README's GPU section; pass --device cpu to run on the CPU."
+        )
+    return session
+
+
+def open_session(
+    model_for: Callable[[str], Path], device: str, threads: int | None = None
+) -> OpenedSession:
+    """A session for the file `model_for(device)` picks, on `device` ('auto', 'cuda', 'cpu').
+
+    `auto` tries CUDA wherever an NVIDIA driver is present and, when CUDA does not work there,
+    opens the CPU session and says why in `fallback_reason`. Without a GPU, `auto` is the CPU.
+
+    Raises:
+        ProviderError: `cuda` was asked for and does not work, or `device` is unknown.
+    """
+    if device not in ("auto", "cuda", "cpu"):
+        raise ProviderError(f"--device must be auto, cuda or cpu, not {device!r}.")
+    reason = None
+    if device == "cuda" or (device == "auto" and cuda_driver_present()):
+        path = model_for("cuda")
+        try:
+            return OpenedSession(create_session(path, "cuda", threads), "cuda", CUDA, path)
+        except ProviderError as exc:
+            if device == "cuda":
+                raise
+            reason = f"--device auto chose the CPU: {exc}"
+    path = model_for("cpu")
+    return OpenedSession(create_session(path, "cpu", threads), "cpu", CPU, path, reason)
+
+
+@contextlib.contextmanager
+def quiet_onnxruntime() -> Iterator[None]:
+    """Silence ONNX Runtime's own log (a failing CUDA provider logs errors): newsclf checks
+    the outcome itself and reports it."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(2)
+
+
+def cuda_driver_present() -> bool:
+    """Whether an NVIDIA GPU and its driver are here; without them no CUDA provider can work.
+    (A CUDA toolkit alone ships a stub libcuda, hence the device check on Linux.)"""
+    if sys.platform.startswith("linux") and not (
+        Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+    ):
+        return False
+    try:
+        ctypes.CDLL("libcuda.so.1" if sys.platform != "win32" else "nvcuda.dll")
+    except OSError:
+        return False
+    return True
+
+
+def run_logits(session: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    logits = session.run(["logits"], feeds)[0]
+    return logits.astype(np.float32, copy=False)
