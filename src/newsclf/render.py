@@ -39,7 +39,8 @@ def metrics_table(metrics: ClassificationMetrics, title: str = "Per class") -> T
 
 def confusion_table(metrics: ClassificationMetrics) -> Table:
     """Rows are true labels, columns predictions; the diagonal green, errors red by weight."""
-    table = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    # The header cell says which axis is which; a longer title would wrap on narrow tables.
+    table = Table(title="Confusion matrix", title_justify="left")
     table.add_column("true \\ predicted")
     for name in metrics.labels:
         table.add_column(name, justify="right")
