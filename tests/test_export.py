@@ -167,3 +167,105 @@ def test_int8_falls_back_to_fp32_ffn_outputs_when_labels_flip(tiny_run, tmp_path
 
     # The fallback keeps one MatMul per layer (the FFN output, after GELU) in fp32.
     assert float_weight_matmuls(tried[1].graph) == float_weight_matmuls(tried[0].graph) + 2
+
+
+def test_fp16_variant_is_checked_and_loads(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """fp16 is meant for CUDA; without a GPU it is checked (and runs) on the CPU provider."""
+    result = export_onnx(tiny_run.run_dir, tmp_path / "fp16", ExportConfig(fp16=True))
+    fp16 = next(v for v in result.variants if v.variant == "fp16")
+    assert fp16.passed and fp16.label_agreement >= 0.99
+    assert fp16.tolerance is None  # judged on labels, not on the fp32 tolerance
+    model = onnx.load(str(result.output_dir / "model_fp16.onnx"))
+    weights = [numpy_helper.to_array(i) for i in model.graph.initializer if i.dims]
+    assert sum(w.dtype == np.float16 for w in weights) > len(weights) / 2  # really fp16
+    # Inputs and logits keep their types, so the same feeds work.
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    folder = ExportFolder.load(result.output_dir)
+    texts = ["stocks and shares rose", "the team won the cup"]
+    fp32 = Classifier(folder, device="cpu", variant="fp32").predict_proba(texts)
+    half = Classifier(folder, device="cpu", variant="fp16").predict_proba(texts)
+    assert np.abs(half - fp32).max() < 1e-2
+
+
+def test_export_again_replaces_the_earlier_export(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "onnx"
+    export_onnx(tiny_run.run_dir, target, ExportConfig(quantize="int8"))
+    assert (target / "model_int8.onnx").is_file()
+    export_onnx(tiny_run.run_dir, target, ExportConfig(optimize=True))
+    assert sorted(ExportFolder.load(target).variants) == ["fp32", "optimized"]
+    assert not (target / "model_int8.onnx").exists()  # nothing stale survives
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx"]  # no staging or retired folder
+
+
+def test_export_refuses_a_folder_that_is_not_an_export(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from newsclf.errors import InputError
+
+    target = tmp_path / "my-documents"
+    target.mkdir()
+    (target / "thesis.txt").write_text("precious")
+    with pytest.raises(InputError, match="is not a newsclf export"):
+        export_onnx(tiny_run.run_dir, target, ExportConfig())
+    assert sorted(p.name for p in target.iterdir()) == ["thesis.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my-documents"]
+
+
+def test_export_command_succeeds_and_reports_each_variant(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    output = tmp_path / "cli-export"
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--onnx",
+            "--checkpoint",
+            str(tiny_run.run_dir),
+            "--output",
+            str(output),
+            "--optimize",
+        ],
+        env={"COLUMNS": "200"},
+    )
+    text = re.sub(r"\s+", " ", result.output)
+    assert result.exit_code == 0, text
+    assert f"export written to {output}" in text
+    assert re.search(r"fp32 .* pass", text) and re.search(r"optimized .* pass", text)
+    assert "parity texts:" in text and "parity_sample.jsonl" in text
+    report = json.loads((output / "export_report.json").read_text())
+    assert [v["variant"] for v in report["variants"]] == ["fp32", "optimized"]
+    assert all(v["provider"] == "CPUExecutionProvider" for v in report["variants"])
+
+
+def test_export_folder_has_the_layout_optimum_and_tei_load(tiny_export) -> None:  # type: ignore[no-untyped-def]
+    """Optimum's ORTModelForSequenceClassification and text-embeddings-inference's ONNX backend
+    read `model.onnx` at the folder's root, a Hugging Face config.json (architecture, labels,
+    sizes, pad token), the fast tokenizer's tokenizer.json, and the output named `logits`."""
+    folder = tiny_export.output_dir
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["BertForSequenceClassification"]
+    assert config["id2label"] == {"0": "Business", "1": "Sci/Tech", "2": "Sports", "3": "World"}
+    for key in ("hidden_size", "num_hidden_layers", "max_position_embeddings", "pad_token_id"):
+        assert isinstance(config[key], int), key
+    assert (folder / "tokenizer.json").is_file() and (folder / "model.onnx").is_file()
+    # The max length the model really uses, not the base tokenizer's 512.
+    pre = json.loads((folder / "newsclf_preprocessing.json").read_text())
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert tokenizer_config["model_max_length"] == pre["max_length"] == 64
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    assert {i.name for i in graph.input} <= {"input_ids", "attention_mask", "token_type_ids"}
+    assert [o.name for o in graph.output] == ["logits"]
+    from transformers import AutoConfig, AutoTokenizer
+
+    assert AutoConfig.from_pretrained(folder).num_labels == 4
+    assert AutoTokenizer.from_pretrained(folder).model_max_length == 64
+
+
+def test_optimum_loads_the_export_when_installed(tiny_export) -> None:  # type: ignore[no-untyped-def]
+    # optimum-onnx 0.1.0 pins transformers < 4.58: it fails to import beside transformers 5.
+    optimum = pytest.importorskip("optimum.onnxruntime", exc_type=ImportError)
+    from transformers import AutoTokenizer
+
+    model = optimum.ORTModelForSequenceClassification.from_pretrained(tiny_export.output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_export.output_dir)
+    texts = ["stocks and shares rose", "the team won the cup"]
+    logits = model(**tokenizer(texts, padding=True, return_tensors="np")).logits
+    ours = Classifier(tiny_export.output_dir, device="cpu", variant="fp32").predict_proba(texts)
+    assert list(np.asarray(logits).argmax(1)) == list(ours.argmax(1))
