@@ -164,6 +164,8 @@ class TrainingStats:
     train_time_s: float
     evaluation_time_s: float
     samples_per_s: float
+    # Over the steps after the first fifth: the speed a long run settles at.
+    steady_samples_per_s: float | None
     # Everything: loading data and model, tokenizing, training, the test predictions.
     total_time_s: float
     train_loss: float
@@ -234,11 +236,20 @@ class TokenizedTexts(torch.utils.data.Dataset):
         return self.features[index]
 
 
-class _EvaluationClock(TrainerCallback):
-    """Seconds spent in evaluations, so that training speed leaves them out."""
+class StepClock(TrainerCallback):
+    """Seconds spent in evaluations, and when each optimizer step ended: training speed that
+    leaves evaluations out, and a steady-state speed that also leaves out the first steps
+    (kernel selection, allocator growth, oneDNN's per-shape set-up)."""
 
-    def __init__(self) -> None:
+    def __init__(self, samples_per_step: int) -> None:
+        self.samples_per_step = samples_per_step
         self.seconds = 0.0
+        self._steps: list[tuple[int, float, float]] = []  # (step, time, evaluation seconds)
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._steps.append((state.global_step, time.perf_counter(), self.seconds))
 
     def on_evaluate(
         self,
@@ -249,6 +260,17 @@ class _EvaluationClock(TrainerCallback):
         **kwargs: Any,
     ) -> None:
         self.seconds += (metrics or {}).get("eval_runtime", 0.0)
+
+    @property
+    def steady_samples_per_s(self) -> float | None:
+        """Samples/s from the end of the first fifth of the steps (at least one) to the last,
+        evaluations excluded; None with fewer than three steps."""
+        if len(self._steps) < 3:
+            return None
+        first = self._steps[max(1, len(self._steps) // 5) - 1]
+        last = self._steps[-1]
+        seconds = (last[1] - first[1]) - (last[2] - first[2])
+        return (last[0] - first[0]) * self.samples_per_step / seconds if seconds > 0 else None
 
 
 class NewsTrainer:
@@ -302,7 +324,7 @@ class NewsTrainer:
 
         train_ds = TokenizedTexts(train_set, tokenizer, pre.max_length)
         val_ds = TokenizedTexts(data.validation, tokenizer, pre.max_length)
-        clock = _EvaluationClock()
+        clock = StepClock(cfg.batch_size * cfg.grad_accum)
         trainer = self._trainer(model, tokenizer, train_ds, val_ds, data.label_names, hardware)
         trainer.add_callback(clock)
         fit_started = time.perf_counter()
@@ -341,6 +363,7 @@ class NewsTrainer:
                 train_time_s=round(train_seconds, 2),
                 evaluation_time_s=round(clock.seconds, 2),
                 samples_per_s=round(epochs_run * len(train_ds) / train_seconds, 2),
+                steady_samples_per_s=_rounded(clock.steady_samples_per_s),
                 total_time_s=round(time.perf_counter() - started, 2),
                 train_loss=output.training_loss,
                 device=hardware.device_name,
@@ -606,6 +629,10 @@ def _make_compute_metrics(label_names: list[str]) -> Callable[[Any], dict[str, f
         }
 
     return compute
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def _validation_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
