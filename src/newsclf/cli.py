@@ -7,6 +7,7 @@ here, and only here.
 from __future__ import annotations
 
 import functools
+import inspect
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from newsclf.config import (
     Precision,
     PreprocessingConfig,
     Quantize,
+    Sampler,
     TableFormat,
     TrainingConfig,
     Variant,
@@ -208,6 +210,211 @@ def train(
     )
     result = trainer.train(on_start=lambda plan: console.print(training_plan(plan)))
     console.print(training_summary(result))
+
+
+# The options `tune` takes from `train` (same names, help and defaults): the data, the model and
+# the part of the recipe that is not searched.
+_TUNE_SHARES_WITH_TRAIN = (
+    "model",
+    "dataset",
+    "train_file",
+    "validation_file",
+    "text_column",
+    "label_column",
+    "eval_batch_size",
+    "grad_accum",
+    "patience",
+    "eval_steps",
+    "metric",
+    "max_length",
+    "seed",
+    "validation_fraction",
+    "max_train_samples",
+    "precision",
+    "clean",
+    "group_by_length",
+)
+
+
+def _with_options_of(source: Callable[..., Any], names: tuple[str, ...]) -> Callable[[F], F]:
+    """Give a command the options `names` of command `source`, which it receives in its
+    `**kwargs`: declared once, shown and parsed identically by both commands."""
+
+    def decorate(command: F) -> F:
+        theirs = inspect.signature(source, eval_str=True).parameters
+        own = inspect.signature(command, eval_str=True).parameters
+        params = [theirs[name] for name in names]
+        params += [p for p in own.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
+
+
+@app.command()
+@handle_errors
+@_with_options_of(train, _TUNE_SHARES_WITH_TRAIN)
+def tune(
+    test_file: Annotated[
+        Path | None,
+        typer.Option(help="Test data for --train-best's report only; the search never reads it."),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory: the study goes to RUN/tune, --train-best trains into RUN. "
+            "Default: models/<timestamp>-<model>."
+        ),
+    ] = None,
+    trials: Annotated[
+        int,
+        typer.Option(
+            help="Trials the study should hold (complete or pruned; --resume counts "
+            "the earlier ones)."
+        ),
+    ] = 20,
+    timeout: Annotated[
+        float | None, typer.Option(help="Start no new trial after this many seconds.")
+    ] = None,
+    sampler: Annotated[
+        Sampler, typer.Option(help="tpe (Bayesian), random, or grid (--grid-points per range).")
+    ] = "tpe",
+    lr_range: Annotated[
+        tuple[float, float], typer.Option(help="Learning rate LOW HIGH, log-uniform.")
+    ] = (1e-5, 1e-4),
+    batch_sizes: Annotated[
+        str, typer.Option(help="Batch sizes to choose from, comma-separated.")
+    ] = "16,32,64",
+    epochs_range: Annotated[tuple[int, int], typer.Option(help="Epochs LOW HIGH, integers.")] = (
+        2,
+        5,
+    ),
+    weight_decay_range: Annotated[
+        tuple[float, float], typer.Option(help="Weight decay LOW HIGH, uniform.")
+    ] = (0.0, 0.1),
+    warmup_range: Annotated[
+        tuple[float, float], typer.Option(help="Warm-up ratio LOW HIGH, uniform.")
+    ] = (0.0, 0.1),
+    fix: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Fix a parameter instead of searching it: NAME=VALUE, repeatable (e.g. "
+            "learning_rate=5e-5). A range with LOW = HIGH or one batch size fixes it too."
+        ),
+    ] = None,
+    grid_points: Annotated[
+        int, typer.Option(help="Grid sampler: values per continuous range.")
+    ] = 3,
+    pruning: Annotated[
+        bool, typer.Option(help="Stop trials whose validation metric is below the median.")
+    ] = True,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the search in --output-dir with its saved settings (--trials and "
+            "--timeout still apply)."
+        ),
+    ] = False,
+    train_best: Annotated[
+        bool,
+        typer.Option(help="Then train the best recipe on all training rows into the run dir."),
+    ] = False,
+    **shared: Any,
+) -> None:
+    """Search learning rate, batch size, epochs, weight decay and warm-up with Optuna on the
+    validation metric (carved from train); the test data is never seen by the search."""
+    from newsclf.progress import TrainingProgress, TuneProgress
+    from newsclf.render import training_plan, training_summary, tune_summary
+    from newsclf.training import NewsTrainer
+    from newsclf.tuning import TUNE_CONFIG_FILE, TUNE_DIR, TuneConfig
+    from newsclf.tuning import tune as run_search
+
+    if resume:
+        if output_dir is None:
+            raise InputError("--resume needs --output-dir: the run whose search to continue.")
+        saved = TuneConfig.load(output_dir / TUNE_DIR / TUNE_CONFIG_FILE)
+        config = TuneConfig(
+            **{
+                **saved.__dict__,
+                "training": saved.training.replace(output_dir=output_dir),
+                "trials": trials,
+                "timeout": timeout,
+                "resume": True,
+            }
+        )
+        console.print("Resuming with the search's saved settings (--trials and --timeout apply).")
+    else:
+        config = TuneConfig(
+            training=_training_config(test_file=test_file, output_dir=output_dir, **shared),
+            trials=trials,
+            timeout=timeout,
+            sampler=sampler,
+            learning_rate=lr_range,
+            batch_size=tuple(_parse_ints("--batch-sizes", batch_sizes)),
+            epochs=epochs_range,
+            weight_decay=weight_decay_range,
+            warmup_ratio=warmup_range,
+            fixed=_parse_fixed(fix or []),
+            grid_points=grid_points,
+            pruning=pruning,
+        )
+    if train_best and (config.run_dir / "best").exists():
+        raise InputError(
+            f"--train-best: {config.run_dir} already holds a finished run; choose another "
+            "--output-dir."
+        )
+    console.print(
+        f"[bold]newsclf tune[/] {config.training.model}: {config.trials} trials "
+        f"({config.sampler}), maximising validation {config.training.metric}; searching "
+        f"{', '.join(config.searched()) or 'nothing'}; study in {config.tune_dir}"
+    )
+    with TuneProgress(console, config.training.metric, config.searched()) as progress:
+        result = run_search(config, on_trial=progress.update)
+    console.print(tune_summary(result))
+    console.print(result.train_command, soft_wrap=True, highlight=False, markup=False)
+    if train_best:
+        trainer = NewsTrainer(result.train_config)
+        cfg = trainer.config
+        trainer.callbacks.append(
+            TrainingProgress(console, cfg.batch_size * cfg.grad_accum, metric=cfg.metric)
+        )
+        trained = trainer.train(on_start=lambda plan: console.print(training_plan(plan)))
+        console.print(training_summary(trained))
+
+
+def _training_config(**options: Any) -> TrainingConfig:
+    """A TrainingConfig from `train`'s option names (the recipe defaults for those absent)."""
+    from newsclf.text import parse_text_columns
+
+    preprocessing = PreprocessingConfig(
+        clean=options.pop("clean"),
+        max_length=options.pop("max_length"),
+        text_columns=parse_text_columns(options.pop("text_column")),
+        label_column=options.pop("label_column"),
+    )
+    return TrainingConfig(**options, preprocessing=preprocessing)
+
+
+def _parse_ints(flag: str, text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"{flag} takes integers separated by commas, not {text!r}.") from None
+
+
+def _parse_fixed(items: list[str]) -> dict[str, float]:
+    fixed: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        try:
+            fixed[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InputError(f"--fix takes NAME=VALUE (e.g. learning_rate=5e-5), not {item!r}.")
+    return fixed
 
 
 @app.command()

@@ -29,6 +29,7 @@ Variant = Literal["auto", "fp32", "optimized", "fp16", "int8"]
 OnError = Literal["raise", "skip"]
 Quantize = Literal["int8"]
 TableFormat = Literal["csv", "tsv", "jsonl", "parquet"]
+Sampler = Literal["tpe", "random", "grid"]
 
 # Validation rows a training run keeps (parity_sample.jsonl) and export checks parity on.
 PARITY_ROWS = 256

@@ -40,3 +40,9 @@ class ProviderError(NewsclfError):
     """An execution provider that was asked for does not really work here."""
 
     exit_code = 6
+
+
+class SearchError(NewsclfError):
+    """A hyperparameter search in which no trial completed (all pruned or failed)."""
+
+    exit_code = 7

@@ -4,13 +4,17 @@ evaluation, and a classify bar with rows/s and ETA."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+if TYPE_CHECKING:
+    from newsclf.tuning import TrialRecord
 
 
 def evaluation_table() -> Table:
@@ -147,3 +151,35 @@ class RowProgress:
 
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
+
+
+class TuneProgress:
+    """Context manager: a live table of a search's trials; `update(record)` as trials report
+    (pass it as `tune(on_trial=...)`). Running trials' times tick between updates."""
+
+    def __init__(self, console: Console, metric: str, searched: Sequence[str]) -> None:
+        self.metric = metric
+        self.searched = list(searched)
+        self.records: dict[int, TrialRecord] = {}
+        self._console = console
+        self._live = Live(
+            console=console, get_renderable=self._render, refresh_per_second=2, transient=False
+        )
+
+    def _render(self) -> RenderableType:
+        from newsclf.render import trials_table
+
+        return trials_table(list(self.records.values()), self.metric, self.searched)
+
+    def update(self, record: TrialRecord) -> None:
+        self.records[record.number] = record
+        self._live.refresh()
+
+    def __enter__(self) -> TuneProgress:
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.stop()
+        if not self._console.is_terminal:
+            self._console.line()  # a live display ends its line only on a terminal

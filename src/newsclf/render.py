@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
     from newsclf.classify import ClassifyResult
     from newsclf.export import ExportResult
     from newsclf.training import TrainingPlan, TrainResult
+    from newsclf.tuning import TrialRecord, TuneResult
 
 
 def _pct(value: float | None) -> str:
@@ -207,3 +210,71 @@ def evaluation_summary(result: ClassifyResult) -> RenderableType:
             table.add_row(c.true, c.predicted, f"{c.count:,}", example)
         parts.append(table)
     return Group(*parts)
+
+
+_PARAM_HEADERS = {
+    "learning_rate": "lr",
+    "batch_size": "batch",
+    "epochs": "epochs",
+    "weight_decay": "wd",
+    "warmup_ratio": "warmup",
+}
+_STATE_STYLES = {"complete": "green", "pruned": "yellow", "fail": "bold red", "running": "cyan"}
+
+
+def _param(name: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if name == "learning_rate":
+        return f"{value:.2e}"
+    return f"{value:.3g}"
+
+
+def trials_table(records: Sequence[TrialRecord], metric: str, searched: Sequence[str]) -> Table:
+    """One row per trial: its searched parameters, validation metric, state and time. A running
+    or pruned trial shows its last reported metric, dimmed."""
+    table = Table(title=f"Trials (validation {metric})", title_justify="left")
+    table.add_column("trial", justify="right")
+    for name in searched:
+        table.add_column(_PARAM_HEADERS.get(name, name), justify="right")
+    for name in (metric, "evals", "state", "time"):
+        table.add_column(name, justify="right" if name != "state" else "left")
+    best = max(
+        (r.value for r in records if r.state == "complete" and r.value is not None), default=None
+    )
+    for r in sorted(records, key=lambda r: r.number):
+        seconds = r.duration_s if r.duration_s is not None else time.time() - r.started
+        if r.value is None:
+            value = Text("-", style="dim")
+        elif r.state == "complete":
+            value = Text(_pct(r.value), style="bold green" if r.value == best else "")
+        else:
+            value = Text(_pct(r.value), style="dim")
+        table.add_row(
+            str(r.number),
+            *(_param(name, r.params.get(name)) for name in searched),
+            value,
+            str(r.evaluations),
+            Text(r.state, style=_STATE_STYLES.get(r.state, "")),
+            f"{seconds:.0f} s",
+        )
+    return table
+
+
+def tune_summary(result: TuneResult) -> RenderableType:
+    """The best trial, its parameters, the trial counts and files; the CLI prints the train
+    command after it, unwrapped."""
+    states = ", ".join(f"{n} {s}" for s, n in sorted(result.states.items()))
+    params = "  ".join(
+        f"{name} {_param(name, value)}" + ("" if name in result.searched else " (fixed)")
+        for name, value in result.best_params.items()
+    )
+    lines = [
+        f"best trial   {result.best_trial}: validation {result.metric} {_pct(result.best_value)}",
+        f"parameters   {params}",
+        f"trials       {states}",
+        f"study        {result.study_path}  (continue with --resume)",
+        f"results      {result.best_path}, {result.trials_path}",
+    ]
+    lines.append("train it on all training rows (test data, if given, only for the report):")
+    return Panel("\n".join(lines), title="newsclf tune", expand=False)
