@@ -47,6 +47,7 @@ CUDA_ENGINES = (
     "newsclf-fp32-cuda",
 )
 CLASSIFY_COLUMNS = [
+    ("model", "model"),
     ("engine", "engine"),
     ("provider", "provider"),
     ("rows_per_s", "rows/s (median)"),
@@ -86,6 +87,7 @@ def classify_suite(args: argparse.Namespace) -> None:
         "rows": args.rows,
         "batch_size": args.batch_size,
         "calibration": str(calibration) if calibration.is_file() else None,
+        "warmup_rows": args.warmup_rows,
     }
     log_dir = Path(tempfile.mkdtemp(prefix="nbench-logs-"))
     records = run_engines(names, spec, args.rounds, log_dir)
@@ -101,8 +103,12 @@ def classify_suite(args: argparse.Namespace) -> None:
         "command": " ".join(sys.argv),
         "logs": str(log_dir),
     }
-    suite = f"{args.suite_name or 'classify'}"
-    paths = write_results(suite, records, CLASSIFY_COLUMNS, meta, args.out)
+    for record in records:
+        record["ratio_to_pipeline"] = record["ratio_to_baseline"]
+    suite = args.suite_name or "classify"
+    paths = write_results(
+        suite, records, CLASSIFY_COLUMNS, meta, args.out, merge_on=("engine", "model")
+    )
     print(Path(paths[1]).read_text())
 
 
@@ -151,7 +157,10 @@ def train_suite(args: argparse.Namespace) -> None:
         "rows": args.rows,
         "batch": f"{args.batch_size} x {args.grad_accum}",
     }
-    paths = write_results(args.suite_name or "train", records, TRAIN_COLUMNS, meta, args.out)
+    suite = args.suite_name or "train"
+    paths = write_results(
+        suite, records, TRAIN_COLUMNS, meta, args.out, merge_on=("setup", "model")
+    )
     print(Path(paths[1]).read_text())
 
 
@@ -307,6 +316,7 @@ def main() -> None:
     c.add_argument("--data", type=Path, required=True)
     c.add_argument("--rows", type=int, default=1000)
     c.add_argument("--rounds", type=int, default=5)
+    c.add_argument("--warmup-rows", type=int, help="warm up on this many rows (default: all)")
     c.add_argument("--batch-size", type=int, default=32)
     c.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     c.add_argument("--engines", help=f"comma-separated, from: {', '.join(REGISTRY)}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Sequence
 from datetime import date
@@ -11,7 +13,8 @@ from typing import Any
 from newsclf.atomic import write_json_atomic, write_text_atomic
 from newsclf.environment import machine_summary
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# NEWSCLF_RESULTS redirects a rehearsal's results away from the committed folder.
+RESULTS_DIR = Path(os.environ.get("NEWSCLF_RESULTS", Path(__file__).resolve().parent / "results"))
 
 
 def machine_slug(summary: dict[str, Any]) -> str:
@@ -39,12 +42,27 @@ def write_results(
     columns: Sequence[tuple[str, str]],
     meta: dict[str, Any],
     directory: Path = RESULTS_DIR,
+    merge_on: tuple[str, ...] = (),
 ) -> tuple[Path, Path]:
     """`<date>-<suite>-<machine>.json` (every figure) and `.md` (the table of `columns`:
-    (key, heading) pairs)."""
+    (key, heading) pairs). With `merge_on`, records of an earlier run of the same suite that
+    day (another model, say) are kept unless a new record has the same key; the last run's
+    settings go under `runs`."""
     machine = machine_summary() | {"cpu_flags": cpu_flags()}
     stem = f"{date.today().isoformat()}-{suite}-{machine_slug(machine)}"
-    data = {"suite": suite, "machine": machine, **meta, "records": list(records)}
+    records = list(records)
+    runs = [meta]
+    earlier = directory / f"{stem}.json"
+    if merge_on and earlier.is_file():
+        old = json.loads(earlier.read_text())
+
+        def key(record: dict[str, Any]) -> tuple[Any, ...]:
+            return tuple(record.get(k) for k in merge_on)
+
+        replaced = {key(r) for r in records}
+        records = [r for r in old["records"] if key(r) not in replaced] + records
+        runs = [*old.get("runs", []), meta]
+    data = {"suite": suite, "machine": machine, **meta, "runs": runs, "records": records}
     json_path = write_json_atomic(directory / f"{stem}.json", data)
     lines = [
         f"# {suite}: {machine['gpu'] or machine['cpu']} ({machine['cores']} cores)",

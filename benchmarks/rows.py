@@ -25,6 +25,9 @@ class Rows:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def head(self, n: int) -> Rows:
+        return Rows(self.source, self.columns, self.records[:n], self.texts[:n], self.labels[:n])
+
 
 def load_rows(data: Path, rows: int | None, pre: PreprocessingConfig) -> Rows:
     """The first `rows` rows of `data` (all when None), repeated in order when the file has

@@ -41,7 +41,9 @@ def main() -> None:
     )
     started = time.perf_counter()
     classify, provider = engine.build(context)
-    classify(rows)  # warm-up: one full pass, so every shape has been seen (fair to oneDNN/JIT)
+    # Warm-up: by default one full pass, so every shape has been seen (fair to oneDNN and JIT
+    # compilers); on a GPU a head of the rows (the slowest engines would take minutes).
+    classify(rows.head(spec["warmup_rows"]) if spec.get("warmup_rows") else rows)
     say({"ready": True, "provider": provider, "warmup_s": time.perf_counter() - started})
     for line in sys.stdin:
         if line.strip() != "run":

@@ -305,6 +305,8 @@ def _report(
         "input_names": input_names,
         "parity_texts": parity_source,
         "fp32_tolerance": config.fp32_tolerance,
+        # On CUDA, fp32 and optimized are checked with TF32 off (use_tf32=0).
+        "cuda_tf32_for_fp32_checks": False,
         "min_label_agreement": config.min_label_agreement,
         "variants": [r.to_dict() for r in results],
         "int8_recipe": int8_recipe,

@@ -53,8 +53,12 @@ def session_options(threads: int | None = None) -> Any:
     return options
 
 
-def create_session(model_path: Path, device: str, threads: int | None = None) -> Any:
+def create_session(
+    model_path: Path, device: str, threads: int | None = None, *, exact_fp32: bool = False
+) -> Any:
     """An InferenceSession on `device` ('cpu' or 'cuda'); CUDA is verified after creation.
+    `exact_fp32` turns TF32 off on CUDA (Ampere and later round fp32 matrix inputs to 10 bits
+    with it), for checks that hold fp32 to a 1e-4 tolerance.
 
     Raises:
         ProviderError: CUDA was asked for and does not really work here.
@@ -80,8 +84,9 @@ def create_session(model_path: Path, device: str, threads: int | None = None) ->
             preload()
     try:
         with quiet_onnxruntime():
+            cuda_options = {"use_tf32": "0"} if exact_fp32 else {}
             session = ort.InferenceSession(
-                str(model_path), session_options(threads), providers=[CUDA, CPU]
+                str(model_path), session_options(threads), providers=[(CUDA, cuda_options), CPU]
             )
     except Exception as exc:
         raise ProviderError(f"The CUDA provider failed to create a session: {exc}") from exc
@@ -96,7 +101,11 @@ def create_session(model_path: Path, device: str, threads: int | None = None) ->
 
 
 def open_session(
-    model_for: Callable[[str], Path], device: str, threads: int | None = None
+    model_for: Callable[[str], Path],
+    device: str,
+    threads: int | None = None,
+    *,
+    exact_fp32: bool = False,
 ) -> OpenedSession:
     """A session for the file `model_for(device)` picks, on `device` ('auto', 'cuda', 'cpu').
 
@@ -112,7 +121,8 @@ def open_session(
     if device == "cuda" or (device == "auto" and cuda_driver_present()):
         path = model_for("cuda")
         try:
-            return OpenedSession(create_session(path, "cuda", threads), "cuda", CUDA, path)
+            session = create_session(path, "cuda", threads, exact_fp32=exact_fp32)
+            return OpenedSession(session, "cuda", CUDA, path)
         except ProviderError as exc:
             if device == "cuda":
                 raise
