@@ -14,6 +14,7 @@ from newsclf.metrics import ClassificationMetrics
 if TYPE_CHECKING:
     from newsclf.classify import ClassifyResult
     from newsclf.export import ExportResult
+    from newsclf.ray_engine import RayClassifyResult
     from newsclf.training import TrainingPlan, TrainResult
 
 
@@ -206,3 +207,24 @@ def evaluation_summary(result: ClassifyResult) -> RenderableType:
             table.add_row(c.true, c.predicted, f"{c.count:,}", example)
         parts.append(table)
     return Group(*parts)
+
+
+def ray_workers_table(result: RayClassifyResult) -> Table:
+    """Throughput overall and per Ray worker (busy seconds: cleaning, tokenizing, inference)."""
+    table = Table(
+        title=f"Ray workers ({len(result.workers)}; cluster {result.ray_address}, "
+        f"started or joined in {result.startup_s:.1f} s): {result.rows_per_s:,.1f} rows/s overall",
+        title_justify="left",
+    )
+    for name in ("worker", "pid", "batches", "rows", "busy s", "rows/s"):
+        table.add_column(name, justify="left" if name == "worker" else "right")
+    for w in result.workers:
+        table.add_row(
+            w.worker[:12],
+            str(w.pid),
+            f"{w.batches:,}",
+            f"{w.rows:,}",
+            f"{w.busy_s:.2f}",
+            f"{w.rows_per_s:,.1f}",
+        )
+    return table
