@@ -253,7 +253,7 @@ def test_torchrun_two_processes_write_one_run(tiny_bert_dir: Path, tmp_path: Pat
     }
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-        "--master-port", "0", "-m", "newsclf", "train",
+        "--standalone", "-m", "newsclf", "train",
         "--model", str(tiny_bert_dir),
         "--train-file", str(SAMPLE_DIR / "train.csv"),
         "--test-file", str(SAMPLE_DIR / "test.csv"),
@@ -269,6 +269,9 @@ def test_torchrun_two_processes_write_one_run(tiny_bert_dir: Path, tmp_path: Pat
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["training"]["world_size"] == 2
     assert metrics["training"]["effective_batch_size"] == 8 * 2 * 2
+    # DDP really shared the batches: 64 rows / (8 per device x 2 processes x 2) = 2 steps (one
+    # process alone would take 4).
+    assert metrics["steps"] == 2
     assert metrics["test"]["rows"] == 100  # the test predictions, once, on rank 0
     assert (run_dir / "best" / "model.safetensors").is_file()
     assert not (run_dir / "checkpoints").exists()
