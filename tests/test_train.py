@@ -233,3 +233,47 @@ def test_test_metrics_come_from_an_fp32_forward(
     config = tiny_training_config(tiny_bert_dir, tmp_path / "run", epochs=1, max_train_samples=32)
     NewsTrainer(config).train()
     assert dtypes and set(dtypes) == {torch.float32}
+
+
+def test_torchrun_two_processes_write_one_run(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """`torchrun --nproc-per-node 2 -m newsclf train`: DDP on the CPU (gloo), one run folder
+    written by rank 0, world size and effective batch recorded, rank 0 alone prints."""
+    import os
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "runs" / "ddp"
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "200",
+    }
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "--standalone", "-m", "newsclf", "train",
+        "--model", str(tiny_bert_dir),
+        "--train-file", str(SAMPLE_DIR / "train.csv"),
+        "--test-file", str(SAMPLE_DIR / "test.csv"),
+        "--output-dir", str(run_dir),
+        "--epochs", "1", "--batch-size", "8", "--grad-accum", "2", "--max-train-samples", "64",
+        "--max-length", "32", "--precision", "fp32", "--learning-rate", "1e-3",
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["ddp"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["training"]["world_size"] == 2
+    assert metrics["training"]["effective_batch_size"] == 8 * 2 * 2
+    # DDP really shared the batches: 64 rows / (8 per device x 2 processes x 2) = 2 steps (one
+    # process alone would take 4).
+    assert metrics["steps"] == 2
+    assert metrics["test"]["rows"] == 100  # the test predictions, once, on rank 0
+    assert (run_dir / "best" / "model.safetensors").is_file()
+    assert not (run_dir / "checkpoints").exists()
+    # Rank 0 alone prints the plan and the summary.
+    assert output.count("newsclf train") == 2, output[-4000:]

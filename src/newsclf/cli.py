@@ -11,7 +11,7 @@ import inspect
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,18 +22,23 @@ from newsclf.config import (
     ClassifierConfig,
     ClassifyConfig,
     Device,
+    Engine,
     ExportConfig,
     Metric,
     OnError,
     Precision,
     PreprocessingConfig,
     Quantize,
+    RayConfig,
     Sampler,
     TableFormat,
     TrainingConfig,
     Variant,
 )
 from newsclf.errors import InputError, NewsclfError
+
+if TYPE_CHECKING:
+    from newsclf.classify import ClassifyResult
 
 app = typer.Typer(
     name="newsclf",
@@ -50,6 +55,7 @@ _PRE = PreprocessingConfig()
 _EXPORT = ExportConfig()
 _CLASSIFIER = ClassifierConfig()
 _CLASSIFY = ClassifyConfig()
+_RAY = RayConfig()
 
 
 @app.callback()
@@ -205,8 +211,13 @@ def train(
         )
         trainer = NewsTrainer(config)
     cfg = trainer.config
+    if not trainer.is_main:  # under torchrun / accelerate launch, rank 0 alone prints
+        trainer.train()
+        return
     trainer.callbacks.append(
-        TrainingProgress(console, cfg.batch_size * cfg.grad_accum, metric=cfg.metric)
+        TrainingProgress(
+            console, cfg.batch_size * cfg.grad_accum * trainer.world_size, metric=cfg.metric
+        )
     )
     result = trainer.train(on_start=lambda plan: console.print(training_plan(plan)))
     console.print(training_summary(result))
@@ -475,7 +486,11 @@ def export(
 @handle_errors
 def classify(
     input: Annotated[
-        str, typer.Argument(help="CSV, TSV, JSONL or Parquet file, or - for stdin (sniffed).")
+        str,
+        typer.Argument(
+            help="CSV, TSV, JSONL or Parquet file, or - for stdin (sniffed). With --engine ray "
+            "also a folder, a glob or a URL (s3://, gs://, ...)."
+        ),
     ],
     model: Annotated[
         Path | None, typer.Option(help="Export folder. Default: the newest models/*/onnx.")
@@ -483,7 +498,8 @@ def classify(
     output: Annotated[
         str | None,
         typer.Option(
-            help="Output file (format by extension), or -. Default: <input>.predictions.<ext>."
+            help="Output file (format by extension), or -. Default: <input>.predictions.<ext>. "
+            "With --engine ray, DIR/ writes Ray's part files (fast, in Ray's block order)."
         ),
     ] = None,
     format: Annotated[
@@ -525,11 +541,23 @@ def classify(
     plots: Annotated[
         Path | None, typer.Option(help="Write a confusion-matrix PNG into this folder.")
     ] = None,
+    engine: Annotated[
+        Engine, typer.Option(help="local: this process. ray: Ray Data actors (pip 'newsclf[ray]').")
+    ] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="--engine ray: actors. Default: the cluster's CPUs / threads (or GPUs)."),
+    ] = _RAY.workers,
+    threads_per_worker: Annotated[
+        int, typer.Option(help="--engine ray: ONNX Runtime threads (and Ray CPUs) per actor.")
+    ] = _RAY.threads_per_worker,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="--engine ray: 'auto' or an address joins a cluster; default: new one."),
+    ] = _RAY.address,
 ) -> None:
     """Classify a file through ONNX Runtime; with labels, print an evaluation report."""
     from newsclf.atomic import write_json_atomic
-    from newsclf.classifier import Classifier
-    from newsclf.classify import classify_file
     from newsclf.export_folder import latest_export
     from newsclf.plots import write_confusion_png
     from newsclf.progress import RowProgress
@@ -544,6 +572,56 @@ def classify(
         on_error=on_error,
         chunk_rows=chunk_rows,
     )
+    if engine == "ray":
+        from newsclf.ray_engine import classify_with_ray
+        from newsclf.render import ray_workers_table
+
+        ray_config = RayConfig(workers, threads_per_worker, ray_address)
+        classifier_config = ClassifierConfig(device, variant, batch_size, max_batch_tokens)
+        with RowProgress(console) as progress:
+            result = classify_with_ray(
+                input,
+                model or latest_export(),
+                classifier_config,
+                config,
+                ray_config,
+                output=output,
+                progress=progress.update,
+            )
+        console.print(classify_summary(result))
+        console.print(ray_workers_table(result))
+    else:
+        result = _classify_locally(
+            input, model, output, config, device, variant, batch_size, max_batch_tokens, threads
+        )
+    if result.metrics is not None:
+        console.print(evaluation_summary(result))
+    if report is not None:
+        write_json_atomic(report, result.to_report())
+        console.print(f"report written to {report}")
+    if plots is not None and result.metrics is not None:
+        png = write_confusion_png(plots, result.metrics)
+        console.print(f"confusion matrix plot written to {png}")
+
+
+def _classify_locally(
+    input: str,
+    model: Path | None,
+    output: str | None,
+    config: ClassifyConfig,
+    device: Device,
+    variant: Variant,
+    batch_size: int | None,
+    max_batch_tokens: int | None,
+    threads: int | None,
+) -> ClassifyResult:
+    """The local engine: one process, one ONNX Runtime session."""
+    from newsclf.classifier import Classifier
+    from newsclf.classify import classify_file
+    from newsclf.export_folder import latest_export
+    from newsclf.progress import RowProgress
+    from newsclf.render import classify_summary
+
     classifier = Classifier(
         model or latest_export(),
         device=device,
@@ -559,14 +637,7 @@ def classify(
     with RowProgress(console) as progress:
         result = classify_file(input, classifier, config, output=output, progress=progress.update)
     console.print(classify_summary(result))
-    if result.metrics is not None:
-        console.print(evaluation_summary(result))
-    if report is not None:
-        write_json_atomic(report, result.to_report())
-        console.print(f"report written to {report}")
-    if plots is not None and result.metrics is not None:
-        png = write_confusion_png(plots, result.metrics)
-        console.print(f"confusion matrix plot written to {png}")
+    return result
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ OnError = Literal["raise", "skip"]
 Quantize = Literal["int8"]
 TableFormat = Literal["csv", "tsv", "jsonl", "parquet"]
 Sampler = Literal["tpe", "random", "grid"]
+Engine = Literal["local", "ray"]
 
 # Validation rows a training run keeps (parity_sample.jsonl) and export checks parity on.
 PARITY_ROWS = 256
@@ -293,3 +294,26 @@ class ClassifyConfig:
         check_choice("--on-error", self.on_error, OnError)
         check_positive("--chunk-rows", self.chunk_rows)
         self.text_columns = list(self.text_columns)
+
+
+@dataclass
+class RayConfig:
+    """`newsclf classify --engine ray`: which Ray cluster, how many workers, how each runs."""
+
+    # Actors, each holding one Classifier; None: as many as the cluster's CPUs allow at
+    # `threads_per_worker` each (with --device cuda, one per GPU).
+    workers: int | None = None
+    # ONNX Runtime threads per actor, also the CPUs each actor asks Ray for.
+    threads_per_worker: int = 1
+    # None: start a local cluster for this run; "auto" or an address joins a running one.
+    address: str | None = None
+    # Rows per Ray batch (one actor call, sorted by length inside): small enough to spread the
+    # work over the actors, large enough to pad little.
+    batch_rows: int = 1024
+
+    def __post_init__(self) -> None:
+        check_positive("--workers", self.workers, allow_none=True)
+        check_positive("--threads-per-worker", self.threads_per_worker)
+        check_positive("batch_rows", self.batch_rows)
+        if self.address is not None and not str(self.address).strip():
+            self.address = None

@@ -103,3 +103,62 @@ def classification_metrics(
         confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         rows=len(y_true),
     )
+
+
+def metrics_from_confusion(
+    matrix: Sequence[Sequence[int]] | np.ndarray, label_names: Sequence[str]
+) -> ClassificationMetrics:
+    """The metrics `classification_metrics` gives for rows whose (true, predicted) pairs are
+    counted in `matrix` (rows: true class, columns: predicted): the same figures from counts,
+    for engines whose workers count and send no rows.
+
+    Args:
+        matrix: square counts, one row and column per class of `label_names`.
+        label_names: the model's classes.
+
+    Returns:
+        `ClassificationMetrics` over every class.
+
+    Raises:
+        InputError: the matrix counts no rows or does not match the classes.
+    """
+    counts = np.asarray(matrix, dtype=np.int64)
+    k = len(label_names)
+    if counts.shape != (k, k):
+        raise InputError(f"A confusion matrix of {k} classes is {k}x{k}, not {counts.shape}.")
+    total = int(counts.sum())
+    if total == 0:
+        raise InputError("No labelled rows to compute metrics on.")
+    # One weighted "row" per (true, predicted) pair: sklearn's figures, from counts.
+    y_true, y_pred = (a.ravel() for a in np.indices((k, k)))
+    weights = counts.ravel().astype(np.float64)
+    labels = list(range(k))
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, sample_weight=weights, zero_division=0
+    )
+
+    def f1_average(average: str) -> float:
+        return float(
+            f1_score(
+                y_true,
+                y_pred,
+                labels=labels,
+                average=average,
+                sample_weight=weights,
+                zero_division=0,
+            )
+        )
+
+    support = counts.sum(axis=1)
+    return ClassificationMetrics(
+        accuracy=float(np.trace(counts) / total),
+        f1_macro=f1_average("macro"),
+        f1_weighted=f1_average("weighted"),
+        per_class={
+            name: ClassScores(float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
+            for i, name in enumerate(label_names)
+        },
+        labels=list(label_names),
+        confusion_matrix=counts.tolist(),
+        rows=total,
+    )

@@ -16,6 +16,7 @@ from newsclf.metrics import ClassificationMetrics
 if TYPE_CHECKING:
     from newsclf.classify import ClassifyResult
     from newsclf.export import ExportResult
+    from newsclf.ray_engine import RayClassifyResult
     from newsclf.training import TrainingPlan, TrainResult
     from newsclf.tuning import TrialRecord, TuneResult
 
@@ -278,3 +279,24 @@ def tune_summary(result: TuneResult) -> RenderableType:
     ]
     lines.append("train it on all training rows (test data, if given, only for the report):")
     return Panel("\n".join(lines), title="newsclf tune", expand=False)
+
+
+def ray_workers_table(result: RayClassifyResult) -> Table:
+    """Throughput overall and per Ray worker (busy seconds: cleaning, tokenizing, inference)."""
+    table = Table(
+        title=f"Ray workers ({len(result.workers)}; cluster {result.ray_address}, "
+        f"started or joined in {result.startup_s:.1f} s): {result.rows_per_s:,.1f} rows/s overall",
+        title_justify="left",
+    )
+    for name in ("worker", "pid", "batches", "rows", "busy s", "rows/s"):
+        table.add_column(name, justify="left" if name == "worker" else "right")
+    for w in result.workers:
+        table.add_row(
+            w.worker[:12],
+            str(w.pid),
+            f"{w.batches:,}",
+            f"{w.rows:,}",
+            f"{w.busy_s:.2f}",
+            f"{w.rows_per_s:,.1f}",
+        )
+    return table

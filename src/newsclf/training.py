@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +53,20 @@ from newsclf.runs import (
     default_run_dir,
     write_parity_sample,
 )
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def world_size() -> int:
+    """Processes training together, as torchrun and accelerate launch say (WORLD_SIZE); read
+    from the environment, so that nothing initialises a process group or CUDA to know it."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Whether this is rank 0 (or the only process): the one that writes files and prints."""
+    return int(os.environ.get("RANK", "0")) == 0
+
 
 # -- hardware ---------------------------------------------------------------------------------
 
@@ -173,6 +188,10 @@ class TrainingStats:
     precision: str
     threads: int
     resumed_from: str | None
+    # Processes that trained together (DDP under torchrun / accelerate launch), and the batch
+    # one optimizer step saw: per device x processes x accumulation.
+    world_size: int = 1
+    effective_batch_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -277,15 +296,29 @@ class NewsTrainer:
     """Fine-tunes a sequence classifier with the recipe in `config` and writes a run folder
     (see `newsclf.runs`).
 
+    Under torchrun or accelerate launch (WORLD_SIZE > 1) the Trainer runs DDP: every process
+    trains on its share of each batch, and rank 0 alone writes the run folder (which
+    `output_dir` must name, so that all processes agree on it) and evaluates on the test split.
+
     Args:
         config: the recipe, data and output folder.
         callbacks: Trainer callbacks (progress display, logging); the trainer adds early
             stopping itself.
+
+    Raises:
+        InputError: several processes and no `output_dir`.
     """
 
     def __init__(self, config: TrainingConfig, callbacks: Sequence[TrainerCallback] = ()) -> None:
         self.config = config
         self.callbacks = list(callbacks)
+        self.world_size = world_size()
+        self.is_main = is_main_process()
+        if self.world_size > 1 and config.output_dir is None:
+            raise InputError(
+                f"{self.world_size} processes train together: give --output-dir, the one run "
+                "directory they share (each would otherwise pick its own timestamped one)."
+            )
         self.run_dir = Path(config.output_dir or default_run_dir(config.model))
 
     @classmethod
@@ -319,17 +352,20 @@ class NewsTrainer:
             train_set = train_set.subset(range(cfg.max_train_samples))
         resume_from = self._last_checkpoint() if cfg.resume else None
         self._prepare_run_dir(data.validation)
-        if on_start is not None:
+        if on_start is not None and self.is_main:
             on_start(self._plan(data, len(train_set), hardware, resume_from))
 
         train_ds = TokenizedTexts(train_set, tokenizer, pre.max_length)
         val_ds = TokenizedTexts(data.validation, tokenizer, pre.max_length)
-        clock = StepClock(cfg.batch_size * cfg.grad_accum)
+        clock = StepClock(cfg.batch_size * cfg.grad_accum * self.world_size)
         trainer = self._trainer(model, tokenizer, train_ds, val_ds, data.label_names, hardware)
         trainer.add_callback(clock)
         fit_started = time.perf_counter()
         with hardware.attention():
             output = trainer.train(resume_from_checkpoint=resume_from)
+        # Under DDP, every process has loaded the best checkpoint before rank 0 goes on (and
+        # eventually deletes the checkpoints); a no-op for one process.
+        trainer.accelerator.wait_for_everyone()
         fit_seconds = time.perf_counter() - fit_started
 
         best_dir = self._save_best(trainer, tokenizer, pre)
@@ -370,12 +406,15 @@ class NewsTrainer:
                 precision=hardware.precision,
                 threads=torch.get_num_threads(),
                 resumed_from=resume_from,
+                world_size=self.world_size,
+                effective_batch_size=cfg.batch_size * self.world_size * cfg.grad_accum,
             ),
             config=replace(cfg, preprocessing=pre),
             environment=machine_summary(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        self._finish_run_dir(result)
+        if self.is_main:
+            self._finish_run_dir(result)
         return result
 
     # -- steps ------------------------------------------------------------------------------
@@ -433,6 +472,8 @@ class NewsTrainer:
         return model, tokenizer
 
     def _prepare_run_dir(self, validation: LabeledTexts) -> None:
+        if not self.is_main:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.config.resume:
             self.config.save(self.run_dir / CONFIG_FILE)
@@ -533,7 +574,9 @@ class NewsTrainer:
         self, trainer: Trainer, tokenizer: PreTrainedTokenizerBase, pre: PreprocessingConfig
     ) -> Path:
         best_dir = self.run_dir / BEST_DIR
-        trainer.save_model(str(best_dir))
+        trainer.save_model(str(best_dir))  # on rank 0 only (the Trainer's should_save)
+        if not self.is_main:
+            return best_dir
         tokenizer.save_pretrained(str(best_dir))
         pre.save(best_dir)
         return best_dir
@@ -548,8 +591,8 @@ class NewsTrainer:
     ) -> ClassificationMetrics | None:
         """Test metrics from the saved model in fp32: the figures export and classify
         reproduce. (The Trainer's model still runs under autocast: accelerate wraps its
-        forward.)"""
-        if data.test is None:
+        forward.) Rank 0 alone predicts, once."""
+        if data.test is None or not self.is_main:
             return None
         saved = AutoModelForSequenceClassification.from_pretrained(
             str(best_dir), dtype=torch.float32
