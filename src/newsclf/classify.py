@@ -171,6 +171,22 @@ class LabelMatcher:
             return key
         return str(key)
 
+    def truth(self, values: list[Any]) -> tuple[np.ndarray, int, Counter[str]]:
+        """Class index per value (-1 where there is none), the count of empty labels, and the
+        labels the model lacks with their counts."""
+        truth = np.full(len(values), -1, dtype=np.int16)
+        unlabelled = 0
+        unknown: Counter[str] = Counter()
+        for i, value in enumerate(values):
+            matched = self(value)
+            if matched is None:
+                unlabelled += 1
+            elif isinstance(matched, str):
+                unknown[matched] += 1
+            else:
+                truth[i] = matched
+        return truth, unlabelled, unknown
+
 
 @dataclass
 class _Prepared:
@@ -195,15 +211,9 @@ class _Evaluation:
         self.examples: dict[tuple[int, int], str] = {}
 
     def add(self, values: list[Any], predicted: np.ndarray, texts: list[str]) -> None:
-        truth = np.full(len(values), -1, dtype=np.int16)
-        for i, value in enumerate(values):
-            matched = self.match(value)
-            if matched is None:
-                self.unlabelled += 1
-            elif isinstance(matched, str):
-                self.unknown[matched] += 1
-            else:
-                truth[i] = matched
+        truth, unlabelled, unknown = self.match.truth(values)
+        self.unlabelled += unlabelled
+        self.unknown.update(unknown)
         known = truth >= 0
         self.y_true.append(truth[known])
         self.y_pred.append(predicted[known].astype(np.int16))

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
-    accuracy_score,
     confusion_matrix,
     f1_score,
     precision_recall_fscore_support,
@@ -79,38 +78,20 @@ def classification_metrics(
     Raises:
         InputError: there are no rows.
     """
-    labels = list(range(len(label_names)))
     y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
     if len(y_true) == 0:
         raise InputError("No labelled rows to compute metrics on.")
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
-
-    def f1_average(average: str) -> float:
-        return float(f1_score(y_true, y_pred, labels=labels, average=average, zero_division=0))
-
-    return ClassificationMetrics(
-        accuracy=float(accuracy_score(y_true, y_pred)),
-        f1_macro=f1_average("macro"),
-        f1_weighted=f1_average("weighted"),
-        per_class={
-            name: ClassScores(float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
-            for i, name in enumerate(label_names)
-        },
-        labels=list(label_names),
-        confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        rows=len(y_true),
-    )
+    labels = list(range(len(label_names)))
+    counts = confusion_matrix(y_true, np.asarray(y_pred), labels=labels)
+    return metrics_from_confusion(counts, label_names)
 
 
 def metrics_from_confusion(
     matrix: Sequence[Sequence[int]] | np.ndarray, label_names: Sequence[str]
 ) -> ClassificationMetrics:
-    """The metrics `classification_metrics` gives for rows whose (true, predicted) pairs are
-    counted in `matrix` (rows: true class, columns: predicted): the same figures from counts,
-    for engines whose workers count and send no rows.
+    """Metrics of the rows whose (true, predicted) pairs are counted in `matrix` (rows: true
+    class, columns: predicted). `classification_metrics` goes through here too, so that engines
+    whose workers send counts, not rows, report the very same figures.
 
     Args:
         matrix: square counts, one row and column per class of `label_names`.

@@ -225,14 +225,9 @@ class _Predictor:
             raw = [list(parts) for parts in zip(*columns, strict=True)]
             truth = np.full(batch.num_rows, _NO_TRUTH, dtype=np.int64)
             if self.label_column is not None:
-                for i, value in enumerate(batch.column(self.label_column).to_pylist()):
-                    matched = self.match(value)
-                    if matched is None:
-                        unlabelled += 1
-                    elif isinstance(matched, str):
-                        unknown[matched] += 1
-                    else:
-                        truth[i] = matched
+                values = batch.column(self.label_column).to_pylist()
+                matched, unlabelled, unknown = self.match.truth(values)
+                truth = matched.astype(np.int64)
         pre = self.classifier.preprocessing
         texts = prepare_texts(raw, clean=pre.clean, separator=pre.text_separator)
         encoded = self.classifier.encode(texts)
@@ -574,14 +569,10 @@ class _Session:
                 ]
                 truth = np.full(len(chunk), _NO_TRUTH, dtype=np.int16)
                 if run.has_labels:
-                    for i, row in enumerate(chunk.rows):
-                        matched = match(row.get(config.label_column))
-                        if matched is None:
-                            run.unlabelled += 1
-                        elif isinstance(matched, str):
-                            run.unknown[matched] += 1
-                        else:
-                            truth[i] = matched
+                    values = [row.get(config.label_column) for row in chunk.rows]
+                    truth, unlabelled, unknown = match.truth(values)
+                    run.unlabelled += unlabelled
+                    run.unknown.update(unknown)
                 refs.append(self.ray.put(_driver_batch(run.rows, texts, truth)))
                 run.rows += len(chunk)
             run.skipped += _named_skips(path, reader, len(inputs))
