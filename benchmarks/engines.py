@@ -192,6 +192,76 @@ def _label_names(ctx: Context) -> list[str]:
     return [config["id2label"][k] for k in sorted(config["id2label"], key=int)]
 
 
+# -- candidates for newsclf's CPU path (experiments, recorded in NOTES.md) -----------------------
+
+
+def _ort_static_int8(ctx: Context) -> tuple[Classify, str]:
+    """ONNX Runtime static int8: newsclf's CPU-fused graph, QDQ, weights per channel,
+    activations calibrated (MinMax) on training rows; sorted batches as newsclf runs them."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from transformers import AutoConfig, AutoTokenizer
+
+    from newsclf.export import optimize_graph
+    from newsclf.sessions import create_session, run_logits
+
+    assert ctx.export_dir is not None and ctx.calibration is not None
+    tokenizer = AutoTokenizer.from_pretrained(ctx.export_dir)
+    fused = optimize_graph(
+        ctx.export_dir / "model.onnx",
+        ctx.work_dir / "fused.onnx",
+        AutoConfig.from_pretrained(ctx.export_dir),
+    )
+    inputs = [i.name for i in onnx.load(str(fused)).graph.input]
+
+    def feeds(texts: list[str]) -> dict[str, np.ndarray]:
+        encoded = tokenizer(
+            texts, truncation=True, max_length=ctx.max_length, padding=True, return_tensors="np"
+        )
+        return {k: encoded[k].astype(np.int64) for k in inputs}
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            texts = ctx.calibration.texts[:300]  # type: ignore[union-attr]
+            self.batches = iter([feeds(texts[i : i + 16]) for i in range(0, len(texts), 16)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    target = ctx.work_dir / "static_int8.onnx"
+    quantize_static(
+        str(fused),
+        str(target),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    session = create_session(target, "cpu")
+    names = _label_names(ctx)
+
+    def classify(rows: Rows) -> list[str]:
+        ids = tokenizer(rows.texts, truncation=True, max_length=ctx.max_length)["input_ids"]
+        order = np.argsort([len(i) for i in ids], kind="stable")
+        predicted = np.empty(len(ids), dtype=np.int64)
+        for start in range(0, len(order), ctx.batch_size):
+            batch_rows = order[start : start + ctx.batch_size]
+            predicted[batch_rows] = run_logits(
+                session, feeds([rows.texts[i] for i in batch_rows])
+            ).argmax(-1)
+        return [names[int(i)] for i in predicted]
+
+    return classify, "CPUExecutionProvider"
+
+
 # -- newsclf, end to end -----------------------------------------------------------------------
 
 
@@ -275,6 +345,15 @@ register(
         _openvino("int8"),
         ("openvino", "nncf"),
         "bench",
+    )
+)
+register(
+    Engine(
+        "ort-int8-static",
+        "experiment: ORT static int8 (QDQ, calibrated) of newsclf's graph",
+        "cpu",
+        _ort_static_int8,
+        newsclf=True,
     )
 )
 for _variant in ("fp32", "optimized", "int8"):
