@@ -37,6 +37,7 @@ CPU_ENGINES = (
     "newsclf-fp32",
     "newsclf-optimized",
     "newsclf-int8",
+    "newsclf-openvino",
 )
 CUDA_ENGINES = (
     "pipeline-cuda",

@@ -356,6 +356,17 @@ register(
         newsclf=True,
     )
 )
+register(
+    Engine(
+        "newsclf-openvino",
+        "newsclf classify, openvino variant (file in, file out)",
+        "cpu",
+        _newsclf("cpu", "openvino"),
+        ("openvino",),
+        "openvino",
+        newsclf=True,
+    )
+)
 for _variant in ("fp32", "optimized", "int8"):
     register(
         Engine(

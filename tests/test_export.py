@@ -18,6 +18,7 @@ from newsclf.cli import app
 from newsclf.config import ExportConfig
 from newsclf.export import export_onnx
 from newsclf.export_folder import ExportFolder
+from tests.conftest import sample_rows
 
 
 def test_tiny_bert_export_passes_parity_at_every_shape(tiny_export) -> None:  # type: ignore[no-untyped-def]
@@ -272,3 +273,25 @@ def test_optimum_loads_the_export_when_installed(tiny_export) -> None:  # type: 
     logits = model(**tokenizer(texts, padding=True, return_tensors="np")).logits
     ours = Classifier(tiny_export.output_dir, device="cpu", variant="fp32").predict_proba(texts)
     assert list(np.asarray(logits).argmax(1)) == list(ours.argmax(1))
+
+
+def test_openvino_variant_is_checked_and_runs_on_openvino(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("openvino")
+    result = export_onnx(tiny_run.run_dir, tmp_path / "ov", ExportConfig(openvino=True))
+    checked = {v.variant: v for v in result.variants}
+    assert checked["openvino"].passed and checked["openvino"].label_agreement >= 0.99
+    assert checked["openvino"].provider.startswith("OpenVINO-CPU-")
+    assert checked["openvino"].tolerance is None  # judged on labels, as reduced precision
+    manifest = json.loads((result.output_dir / "newsclf_export.json").read_text())
+    assert manifest["variants"]["openvino"] == manifest["variants"]["fp32"]  # the same file
+    texts = [f"{r['title']} {r['description']}" for r in sample_rows("test.csv")[:40]]
+    fp32 = Classifier(result.output_dir, device="cpu", variant="fp32").predict(texts)
+    auto = Classifier(result.output_dir, device="cpu")  # auto prefers openvino where installed
+    assert auto.variant == "openvino" and auto.provider.startswith("OpenVINO-CPU-")
+    ov = auto.predict(texts)
+    assert np.abs(ov.probabilities - fp32.probabilities).max() < 0.05
+    assert np.mean(np.array(ov.labels) == np.array(fp32.labels)) >= 0.95
+    from newsclf.errors import ProviderError
+
+    with pytest.raises(ProviderError, match="runs on the CPU"):
+        Classifier(result.output_dir, device="cuda", variant="openvino")

@@ -7,6 +7,7 @@ into batches bounded by rows and by padded tokens, run, and put back in their or
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,13 +18,17 @@ import numpy as np
 
 from newsclf.config import ClassifierConfig, Device, Variant
 from newsclf.environment import cpu_cores
-from newsclf.errors import ModelError
+from newsclf.errors import ModelError, ProviderError
 from newsclf.export_folder import ExportFolder
 from newsclf.sessions import CUDA, open_session, run_logits
 from newsclf.text import prepare_texts
 
-# Preference when --variant auto: the fastest variant for each device that the folder holds.
-AUTO_VARIANTS = {"cuda": ("fp16", "optimized", "fp32"), "cpu": ("int8", "optimized", "fp32")}
+# Preference when --variant auto: the fastest variant for each device that the folder holds
+# (benchmarks/NOTES.md); openvino only where the openvino package is installed.
+AUTO_VARIANTS = {
+    "cuda": ("fp16", "optimized", "fp32"),
+    "cpu": ("openvino", "int8", "optimized", "fp32"),
+}
 
 
 @dataclass
@@ -135,8 +140,13 @@ class Classifier:
         self.label_names = self.folder.label_names
         self.preprocessing = self.folder.preprocessing
         self.threads = threads or cpu_cores()
+        if variant == "openvino" and device == "cuda":
+            raise ProviderError("The openvino variant runs on the CPU; use --device cpu or auto.")
         opened = open_session(
-            lambda on: self.folder.verify(self._pick_variant(on)), device, threads
+            lambda on: self.folder.verify(self._pick_variant(on)),
+            device,
+            threads,
+            openvino_on_cpu=self._pick_variant("cpu") == "openvino",
         )
         self.session = opened.session
         self.device = opened.device
@@ -160,6 +170,8 @@ class Classifier:
         if self.config.variant != "auto":
             return self.config.variant
         for candidate in AUTO_VARIANTS[device]:
+            if candidate == "openvino" and importlib.util.find_spec("openvino") is None:
+                continue
             if candidate in self.folder.variants:
                 return candidate
         raise ModelError(f"{self.folder.path} holds no ONNX variant usable on {device}.")

@@ -448,6 +448,12 @@ def export(
     quantize: Annotated[
         Quantize | None, typer.Option(help="Add a quantized variant: int8 (dynamic, for the CPU).")
     ] = _EXPORT.quantize,
+    openvino: Annotated[
+        bool,
+        typer.Option(
+            "--openvino", help="Add the openvino variant (the fp32 graph on OpenVINO, CPU)."
+        ),
+    ] = _EXPORT.openvino,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = _EXPORT.opset,
     parity_file: Annotated[
         Path | None,
@@ -471,6 +477,7 @@ def export(
         optimize=optimize,
         fp16=fp16,
         quantize=quantize,
+        openvino=openvino,
         opset=opset,
         parity_file=parity_file,
         device=device,

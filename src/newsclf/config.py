@@ -25,7 +25,7 @@ EMBEDDED_MODEL = "embedded"
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 Metric = Literal["accuracy", "f1_macro", "f1_weighted"]
 Device = Literal["auto", "cuda", "cpu"]
-Variant = Literal["auto", "fp32", "optimized", "fp16", "int8"]
+Variant = Literal["auto", "fp32", "optimized", "fp16", "int8", "openvino"]
 OnError = Literal["raise", "skip"]
 Quantize = Literal["int8"]
 TableFormat = Literal["csv", "tsv", "jsonl", "parquet"]
@@ -204,6 +204,8 @@ class ExportConfig:
     optimize: bool = False
     fp16: bool = False
     quantize: Quantize | None = None
+    # The fp32 graph on OpenVINO (bf16 on CPUs that have it), checked like fp16 and int8.
+    openvino: bool = False
     opset: int = 18
     # Texts for the parity check; None: the run's validation sample (parity_sample.jsonl).
     parity_file: Path | None = None

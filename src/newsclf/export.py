@@ -243,6 +243,9 @@ def export_onnx(
                 files["fp32"], files["int8"], model.config, checker
             )
             results.append(int8_result)
+        if config.openvino:
+            files["openvino"] = files["fp32"]
+            results.append(checker.check("openvino", files["fp32"]))
         report = _report(best_dir, parity_source, input_names, results, config, int8_recipe)
         failed = [r for r in results if not r.passed]
         if failed:
@@ -251,7 +254,7 @@ def export_onnx(
         save_model_files(staging, model, tokenizer, pre)
         write_json_atomic(staging / REPORT_FILE, report)
         label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        write_manifest(staging, label_names, input_names, best_dir, list(files.values()))
+        write_manifest(staging, label_names, input_names, best_dir, files)
     return ExportResult(output_dir, results, parity_source, int8_recipe, report)
 
 

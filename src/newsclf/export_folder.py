@@ -25,6 +25,8 @@ VARIANT_FILES = {
     "optimized": "model_optimized.onnx",
     "fp16": "model_fp16.onnx",
     "int8": "model_int8.onnx",
+    # The fp32 file, run by OpenVINO: a variant of its own because it is checked on its own.
+    "openvino": "model.onnx",
 }
 MANIFEST_FILE = "newsclf_export.json"
 REPORT_FILE = "export_report.json"
@@ -41,20 +43,25 @@ def file_sha256(path: Path) -> str:
 
 def variant_flag(variant: str) -> str:
     """The export option that adds `variant`."""
-    return {"optimized": "--optimize", "fp16": "--fp16", "int8": "--quantize int8"}.get(variant, "")
+    flags = {"optimized": "--optimize", "fp16": "--fp16", "int8": "--quantize int8"}
+    return flags.get(variant, f"--{variant}" if variant != "fp32" else "")
 
 
 def write_manifest(
-    folder: Path, label_names: list[str], input_names: list[str], source: Path, files: list[Path]
+    folder: Path,
+    label_names: list[str],
+    input_names: list[str],
+    source: Path,
+    files: dict[str, Path],
 ) -> Path:
     """The manifest of an export being written in `folder`: every variant with its checksum."""
-    by_file = {name: variant for variant, name in VARIANT_FILES.items()}
     manifest = {
         "label_names": label_names,
         "input_names": input_names,
         "source_checkpoint": str(Path(source).resolve()),
         "variants": {
-            by_file[path.name]: {"file": path.name, "sha256": file_sha256(path)} for path in files
+            variant: {"file": path.name, "sha256": file_sha256(path)}
+            for variant, path in files.items()
         },
     }
     return write_json_atomic(Path(folder) / MANIFEST_FILE, manifest)

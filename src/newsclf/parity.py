@@ -299,7 +299,12 @@ class ParityChecker:
     def check(self, variant: str, path: Path) -> VariantParity:
         # fp32 variants are held to a 1e-4 tolerance: no TF32 on CUDA for them.
         strict = variant in STRICT_VARIANTS
-        opened = open_session(lambda _device: path, self.device_for(variant), exact_fp32=strict)
+        opened = open_session(
+            lambda _device: path,
+            "cpu" if variant == "openvino" else self.device_for(variant),
+            exact_fp32=strict,
+            openvino_on_cpu=variant == "openvino",
+        )
         result = check_variant(
             variant,
             opened.session,

@@ -25,6 +25,7 @@ from newsclf.errors import ProviderError
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+OPENVINO = "OpenVINO"  # the `openvino` variant's runtime (OpenVINO's own, not an ORT provider)
 
 
 @dataclass
@@ -106,11 +107,14 @@ def open_session(
     threads: int | None = None,
     *,
     exact_fp32: bool = False,
+    openvino_on_cpu: bool = False,
 ) -> OpenedSession:
     """A session for the file `model_for(device)` picks, on `device` ('auto', 'cuda', 'cpu').
 
     `auto` tries CUDA wherever an NVIDIA driver is present and, when CUDA does not work there,
     opens the CPU session and says why in `fallback_reason`. Without a GPU, `auto` is the CPU.
+    `openvino_on_cpu` runs the CPU's file on OpenVINO (`OpenVinoSession`) instead of ONNX
+    Runtime.
 
     Raises:
         ProviderError: `cuda` was asked for and does not work, or `device` is unknown.
@@ -128,6 +132,9 @@ def open_session(
                 raise
             reason = f"--device auto chose the CPU: {exc}"
     path = model_for("cpu")
+    if openvino_on_cpu:
+        session = OpenVinoSession(path, threads)
+        return OpenedSession(session, "cpu", session.provider, path, reason)
     return OpenedSession(create_session(path, "cpu", threads), "cpu", CPU, path, reason)
 
 
@@ -156,6 +163,59 @@ def cuda_driver_present() -> bool:
     except OSError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class _Port:
+    name: str
+    shape: list[Any]
+
+
+class OpenVinoSession:
+    """newsclf's fp32 `model.onnx` compiled by OpenVINO for the CPU, behind the few methods of
+    an ONNX Runtime session that newsclf uses. OpenVINO picks the CPU's fastest precision
+    (bf16 with AMX or AVX512-BF16, else fp32); the provider name says which. It comes from the
+    `openvino` package, which installs beside onnxruntime-gpu (ONNX Runtime's own OpenVINO
+    provider is a separate onnxruntime build that would replace it)."""
+
+    def __init__(self, model_path: Path, threads: int | None = None) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ProviderError(
+                "The openvino variant needs OpenVINO: pip install 'newsclf[openvino]'."
+            ) from None
+        core = ov.Core()
+        model = core.read_model(str(model_path))
+        self._compiled = core.compile_model(
+            model, "CPU", {"INFERENCE_NUM_THREADS": threads or cpu_cores()}
+        )
+        self._request = self._compiled.create_infer_request()
+        precision = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.provider = f"{OPENVINO}-CPU-{precision.get_type_name()}"
+        self._inputs = [_Port(i.get_any_name(), []) for i in self._compiled.inputs]
+        self._outputs = [
+            _Port(
+                o.get_any_name(),
+                [d.get_length() if d.is_static else None for d in o.get_partial_shape()],
+            )
+            for o in self._compiled.outputs
+        ]
+
+    def get_providers(self) -> list[str]:
+        return [self.provider]
+
+    def get_inputs(self) -> list[_Port]:
+        return self._inputs
+
+    def get_outputs(self) -> list[_Port]:
+        return self._outputs
+
+    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        results = self._request.infer(feeds)
+        names = output_names or [o.name for o in self._outputs]
+        by_name = {port.get_any_name(): value for port, value in results.items()}
+        return [np.asarray(by_name[name]) for name in names]
 
 
 def run_logits(session: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
