@@ -563,7 +563,8 @@ def classify(
         typer.Option(help="--engine ray: 'auto' or an address joins a cluster; default: new one."),
     ] = _RAY.address,
 ) -> None:
-    """Classify a file through ONNX Runtime; with labels, print an evaluation report."""
+    """Classify a file through ONNX Runtime (or OpenVINO, the openvino variant); with labels,
+    print an evaluation report."""
     from newsclf.atomic import write_json_atomic
     from newsclf.export_folder import latest_export
     from newsclf.plots import write_confusion_png
