@@ -163,6 +163,20 @@ def train(
     group_by_length: Annotated[
         bool, typer.Option(help="Batch rows of similar length together (less padding).")
     ] = _TRAIN.group_by_length,
+    layer_decay: Annotated[
+        float,
+        typer.Option(
+            help="Layer-wise learning-rate decay: each layer below the head trains at this "
+            "factor times the rate of the layer above (1 = off)."
+        ),
+    ] = _TRAIN.layer_decay,
+    average_last: Annotated[
+        int,
+        typer.Option(
+            help="Average the weights of the last N evaluations (0 = off); kept only if it "
+            "scores at least as well on validation as the best checkpoint."
+        ),
+    ] = _TRAIN.average_last,
     resume: Annotated[
         bool,
         typer.Option(help="Continue the interrupted run in --output-dir from its last checkpoint."),
@@ -202,6 +216,8 @@ def train(
             max_train_samples=max_train_samples,
             precision=precision,
             group_by_length=group_by_length,
+            layer_decay=layer_decay,
+            average_last=average_last,
             preprocessing=PreprocessingConfig(
                 clean=clean,
                 max_length=max_length,
@@ -244,6 +260,8 @@ _TUNE_SHARES_WITH_TRAIN = (
     "precision",
     "clean",
     "group_by_length",
+    "layer_decay",
+    "average_last",
 )
 
 

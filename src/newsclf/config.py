@@ -137,6 +137,12 @@ class TrainingConfig:
     # fp16 on older CUDA GPUs, fp32 otherwise.
     precision: Precision = "auto"
     group_by_length: bool = True
+    # Layer-wise learning-rate decay: the head trains at learning_rate, each layer below it at
+    # this factor times the rate of the layer above (1.0: one rate for every layer).
+    layer_decay: float = 1.0
+    # Average the weights of the last N evaluations (0: off); the average replaces the best
+    # checkpoint only if it scores at least as well on validation.
+    average_last: int = 0
     resume: bool = False
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
 
@@ -167,6 +173,13 @@ class TrainingConfig:
         if not 0 < self.validation_fraction < 1:
             raise InputError(
                 f"--validation-fraction must be between 0 and 1, not {self.validation_fraction}."
+            )
+        if not 0 < self.layer_decay <= 1:
+            raise InputError(f"--layer-decay must be in (0, 1], not {self.layer_decay}.")
+        if self.average_last < 0 or self.average_last == 1:
+            raise InputError(
+                f"--average-last must be 0 (off) or at least 2 evaluations, not "
+                f"{self.average_last}."
             )
         check_choice("--metric", self.metric, Metric)
         check_choice("--precision", self.precision, Precision)

@@ -50,7 +50,10 @@ def model_card(result: TrainResult) -> str:
         f"learning rate {cfg.learning_rate}, batch {cfg.batch_size} x accumulation "
         f"{cfg.grad_accum}, eval batch {cfg.eval_batch_size}, {cfg.epochs} epochs, "
         f"weight decay {cfg.weight_decay}, warm-up {cfg.warmup_ratio}, "
-        f"early-stopping patience {cfg.patience} on {cfg.metric}, seed {cfg.seed}.",
+        f"early-stopping patience {cfg.patience} on {cfg.metric}, seed {cfg.seed}"
+        + (f", layer-wise learning-rate decay {cfg.layer_decay}" if cfg.layer_decay < 1 else "")
+        + _averaging_note(result)
+        + ".",
         "",
         "## Use",
         "",
@@ -68,3 +71,14 @@ def model_card(result: TrainResult) -> str:
 
 def write_model_card(result: TrainResult) -> Path:
     return write_text_atomic(Path(result.run_dir) / MODEL_CARD_FILE, model_card(result))
+
+
+def _averaging_note(result: TrainResult) -> str:
+    avg = result.averaging
+    if avg is None:
+        return ""
+    kept = "kept" if avg.kept else "not kept"
+    return (
+        f"; the average of the last {len(avg.steps)} evaluations' weights was {kept} "
+        f"(validation {avg.metric} {100 * avg.average:.2f}% vs {100 * avg.best_checkpoint:.2f}%)"
+    )

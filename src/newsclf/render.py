@@ -89,6 +89,13 @@ def training_summary(result: TrainResult) -> RenderableType:
         f"training     {training.wall_time_s:.0f} s wall, {training.samples_per_s:.1f} "
         f"samples/s on {training.device} ({training.precision})",
     ]
+    if result.averaging:
+        avg = result.averaging
+        lines.append(
+            f"averaging    last {len(avg.steps)} evaluations: {avg.metric} {_pct(avg.average)} "
+            f"vs best checkpoint {_pct(avg.best_checkpoint)} (fp32): "
+            + ("average kept" if avg.kept else "best checkpoint kept")
+        )
     parts: list[RenderableType] = []
     if result.test:
         lines.append(

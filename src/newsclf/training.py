@@ -53,6 +53,12 @@ from newsclf.runs import (
     default_run_dir,
     write_parity_sample,
 )
+from newsclf.techniques import (
+    AveragingResult,
+    LayerDecayTrainer,
+    WeightSnapshots,
+    average_weights,
+)
 
 # -- processes --------------------------------------------------------------------------------
 
@@ -212,6 +218,8 @@ class TrainResult:
     test: ClassificationMetrics | None
     training: TrainingStats
     config: TrainingConfig
+    # Checkpoint averaging (`average_last`): both candidates' validation scores, which was kept.
+    averaging: AveragingResult | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     created: str = ""
 
@@ -227,6 +235,7 @@ class TrainResult:
             "epochs_completed": self.epochs_completed,
             "steps": self.steps,
             "max_steps": self.max_steps,
+            "averaging": asdict(self.averaging) if self.averaging else None,
             "test": self.test.to_dict() if self.test else None,
             "training": asdict(self.training),
             "environment": self.environment,
@@ -360,6 +369,9 @@ class NewsTrainer:
         clock = StepClock(cfg.batch_size * cfg.grad_accum * self.world_size)
         trainer = self._trainer(model, tokenizer, train_ds, val_ds, data.label_names, hardware)
         trainer.add_callback(clock)
+        snapshots = WeightSnapshots(cfg.average_last) if cfg.average_last else None
+        if snapshots is not None:
+            trainer.add_callback(snapshots)
         fit_started = time.perf_counter()
         with hardware.attention():
             output = trainer.train(resume_from_checkpoint=resume_from)
@@ -367,6 +379,11 @@ class NewsTrainer:
         # eventually deletes the checkpoints); a no-op for one process.
         trainer.accelerator.wait_for_everyone()
         fit_seconds = time.perf_counter() - fit_started
+        averaging = (
+            self._average_checkpoints(trainer, snapshots, data, tokenizer, pre, hardware)
+            if snapshots is not None
+            else None
+        )
 
         best_dir = self._save_best(trainer, tokenizer, pre)
         test = self._evaluate_test(best_dir, tokenizer, data, pre, hardware)
@@ -410,6 +427,7 @@ class NewsTrainer:
                 effective_batch_size=cfg.batch_size * self.world_size * cfg.grad_accum,
             ),
             config=replace(cfg, preprocessing=pre),
+            averaging=averaging,
             environment=machine_summary(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
@@ -517,8 +535,9 @@ class NewsTrainer:
         label_names: list[str],
         hardware: HardwareSetup,
     ) -> Trainer:
-        trainer = Trainer(
+        trainer = LayerDecayTrainer(
             model=model,
+            layer_decay=self.config.layer_decay,
             args=self._training_args(hardware),
             train_dataset=train_ds,
             eval_dataset=val_ds,
@@ -568,6 +587,55 @@ class NewsTrainer:
             report_to="none",
             dataloader_num_workers=0,
             save_only_model=False,
+        )
+
+    def _average_checkpoints(
+        self,
+        trainer: Trainer,
+        snapshots: WeightSnapshots,
+        data: TrainingData,
+        tokenizer: PreTrainedTokenizerBase,
+        pre: PreprocessingConfig,
+        hardware: HardwareSetup,
+    ) -> AveragingResult | None:
+        """Score the best checkpoint (which the Trainer has loaded) and the average of the last
+        evaluations' weights on the validation split, in fp32 both, and keep the better (the
+        average on a tie). None with fewer than two snapshots (a resumed run's are lost).
+        Every DDP process computes the same thing, so all keep the same weights."""
+        if len(snapshots.snapshots) < 2:
+            return None
+        metric = self.config.metric
+        best = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
+        averaged = average_weights(snapshots.snapshots)
+        # A fresh fp32 model: the Trainer's forward runs under accelerate's autocast.
+        scorer = AutoModelForSequenceClassification.from_config(
+            trainer.model.config, dtype=torch.float32
+        ).to(hardware.device)
+
+        def score(weights: dict[str, torch.Tensor]) -> float:
+            scorer.load_state_dict(weights)
+            logits = predict_logits(
+                scorer,
+                tokenizer,
+                data.validation.texts,
+                self.config.eval_batch_size,
+                pre.max_length,
+            )
+            predicted = np.argmax(logits, axis=-1)
+            scores = classification_metrics(data.validation.labels, predicted, data.label_names)
+            return float(getattr(scores, metric))
+
+        with hardware.attention():
+            best_score, average_score = score(best), score(averaged)
+        kept = average_score >= best_score
+        if kept:
+            trainer.model.load_state_dict(averaged)
+        return AveragingResult(
+            steps=[s.step for s in snapshots.snapshots],
+            metric=metric,
+            best_checkpoint=best_score,
+            average=average_score,
+            kept=kept,
         )
 
     def _save_best(

@@ -368,6 +368,8 @@ def train_command(config: TrainingConfig) -> str:
         "validation_fraction",
         "max_train_samples",
         "precision",
+        "layer_decay",
+        "average_last",
     ):
         value = getattr(config, name)
         if value != getattr(default, name):
