@@ -31,6 +31,8 @@ _EXPORTS = {
     "export_onnx": "newsclf.export",
     "ExportResult": "newsclf.export",
     "ExportFolder": "newsclf.export_folder",
+    "make_soup": "newsclf.soup",
+    "SoupResult": "newsclf.soup",
     "TrainingConfig": "newsclf.config",
     "PreprocessingConfig": "newsclf.config",
     "ExportConfig": "newsclf.config",
@@ -63,11 +65,13 @@ __all__ = [
     "Predictions",
     "PreprocessingConfig",
     "ProviderError",
+    "SoupResult",
     "TrainResult",
     "TrainingConfig",
     "TrainingPlan",
     "classify_file",
     "export_onnx",
+    "make_soup",
     "train",
 ]
 
@@ -105,4 +109,5 @@ if TYPE_CHECKING:
     from newsclf.export import ExportResult, export_onnx
     from newsclf.export_folder import ExportFolder
     from newsclf.metrics import ClassificationMetrics
+    from newsclf.soup import SoupResult, make_soup
     from newsclf.training import NewsTrainer, TrainingPlan, TrainResult, train

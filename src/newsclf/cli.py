@@ -448,6 +448,34 @@ def _parse_fixed(items: list[str]) -> dict[str, float]:
 
 @app.command()
 @handle_errors
+def soup(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run folders trained from the same model on the same data and validation split."
+        ),
+    ],
+    output_dir: Annotated[Path, typer.Option(help="The soup's run folder (new or empty).")],
+    uniform: Annotated[
+        bool,
+        typer.Option(help="Average every run instead of choosing them greedily on validation."),
+    ] = False,
+    test_file: Annotated[
+        Path | None, typer.Option(help="Test data, used only for the final report.")
+    ] = None,
+) -> None:
+    """Average the best weights of several runs (a model soup), keeping each run only if it
+    helps on validation; the result is a run folder that `export` takes."""
+    from newsclf.render import soup_summary
+    from newsclf.soup import make_soup
+
+    console.print(f"[bold]newsclf soup[/] of {len(runs)} runs: scoring each on validation")
+    result = make_soup(runs, output_dir, greedy=not uniform, test_file=test_file)
+    console.print(soup_summary(result))
+
+
+@app.command()
+@handle_errors
 def export(
     onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format).")] = False,
     checkpoint: Annotated[

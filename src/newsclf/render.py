@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from newsclf.classify import ClassifyResult
     from newsclf.export import ExportResult
     from newsclf.ray_engine import RayClassifyResult
+    from newsclf.soup import SoupResult
     from newsclf.training import TrainingPlan, TrainResult
     from newsclf.tuning import TrialRecord, TuneResult
 
@@ -104,6 +105,34 @@ def training_summary(result: TrainResult) -> RenderableType:
         )
         parts += [metrics_table(result.test, "Test, per class"), confusion_table(result.test)]
     return Group(Panel("\n".join(lines), title="newsclf train", expand=False), *parts)
+
+
+def soup_summary(result: SoupResult) -> RenderableType:
+    """Each ingredient's validation score and whether the soup took it; then the soup's."""
+    table = Table(title=f"newsclf soup ({result.method}): {result.run_dir}", title_justify="left")
+    table.add_column("run", overflow="fold")
+    table.add_column(f"validation {result.metric}", justify="right")
+    table.add_column("in the soup")
+    for item in result.ingredients:
+        table.add_row(
+            str(item.run_dir),
+            _pct(item.validation_score),
+            Text("yes", style="bold green") if item.used else Text("no", style="dim"),
+        )
+    lines = [
+        f"soup of {len(result.used)}: validation {result.metric} "
+        f"{_pct(result.validation_score)} ({result.validation_rows:,} rows, fp32)"
+    ]
+    parts: list[RenderableType] = [table]
+    if result.test:
+        lines.append(
+            f"test: accuracy {_pct(result.test.accuracy)}, macro-F1 "
+            f"{_pct(result.test.f1_macro)} on {result.test.rows:,} rows"
+        )
+    parts.append(Text("\n".join(lines)))
+    if result.test:
+        parts += [metrics_table(result.test, "Test, per class"), confusion_table(result.test)]
+    return Group(*parts)
 
 
 def export_table(result: ExportResult) -> RenderableType:

@@ -446,20 +446,7 @@ class NewsTrainer:
             )
 
     def _load_data(self) -> TrainingData:
-        cfg, pre = self.config, self.config.preprocessing
-        common = {
-            "text_columns": pre.text_columns,
-            "label_column": pre.label_column,
-            "clean": pre.clean,
-            "separator": pre.text_separator,
-            "validation_fraction": cfg.validation_fraction,
-            "seed": cfg.seed,
-        }
-        if cfg.train_file is not None:
-            return load_local_data(cfg.train_file, cfg.validation_file, cfg.test_file, **common)
-        if not cfg.dataset:
-            raise InputError("Give --train-file (a local file) or --dataset (a hub dataset).")
-        return load_hub_data(cfg.dataset, **common)
+        return load_training_data(self.config)
 
     def _load_model(
         self, label_names: list[str]
@@ -614,16 +601,15 @@ class NewsTrainer:
 
         def score(weights: dict[str, torch.Tensor]) -> float:
             scorer.load_state_dict(weights)
-            logits = predict_logits(
+            return validation_score(
                 scorer,
                 tokenizer,
-                data.validation.texts,
+                data.validation,
+                data.label_names,
+                metric,
                 self.config.eval_batch_size,
                 pre.max_length,
             )
-            predicted = np.argmax(logits, axis=-1)
-            scores = classification_metrics(data.validation.labels, predicted, data.label_names)
-            return float(getattr(scores, metric))
 
         with hardware.attention():
             best_score, average_score = score(best), score(averaged)
@@ -677,6 +663,43 @@ class NewsTrainer:
         write_json_atomic(self.run_dir / METRICS_FILE, result.to_dict())
         write_model_card(result)
         shutil.rmtree(self.run_dir / CHECKPOINTS_DIR, ignore_errors=True)
+
+
+def load_training_data(cfg: TrainingConfig) -> TrainingData:
+    """The train, validation and test rows a run with `cfg` uses (the same split every time).
+
+    Raises:
+        InputError, OfflineError: bad or unreachable data.
+    """
+    pre = cfg.preprocessing
+    common = {
+        "text_columns": pre.text_columns,
+        "label_column": pre.label_column,
+        "clean": pre.clean,
+        "separator": pre.text_separator,
+        "validation_fraction": cfg.validation_fraction,
+        "seed": cfg.seed,
+    }
+    if cfg.train_file is not None:
+        return load_local_data(cfg.train_file, cfg.validation_file, cfg.test_file, **common)
+    if not cfg.dataset:
+        raise InputError("Give --train-file (a local file) or --dataset (a hub dataset).")
+    return load_hub_data(cfg.dataset, **common)
+
+
+def validation_score(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    validation: LabeledTexts,
+    label_names: list[str],
+    metric: str,
+    batch_size: int,
+    max_length: int,
+) -> float:
+    """`metric` of an fp32 forward of `model` on the validation rows."""
+    logits = predict_logits(model, tokenizer, validation.texts, batch_size, max_length)
+    scores = classification_metrics(validation.labels, np.argmax(logits, axis=-1), label_names)
+    return float(getattr(scores, metric))
 
 
 def train(

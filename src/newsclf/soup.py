@@ -1,0 +1,287 @@
+"""`newsclf soup`: average the weights of several runs fine-tuned from the same model on the
+same data (a "model soup", Wortsman et al. 2022), choosing the ingredients on validation.
+
+Greedy soup: score each run on the shared validation split, start from the best, and add each
+next-best run only if the average with it scores at least as well. The result is an ordinary
+run folder (best/, metrics.json, parity_sample.jsonl, README.md) that `newsclf export` takes.
+Nothing here reads the test split except the final report, when a test file is given.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from newsclf.atomic import write_json_atomic, write_text_atomic
+from newsclf.config import PreprocessingConfig, TrainingConfig
+from newsclf.environment import machine_summary
+from newsclf.errors import InputError, ModelError
+from newsclf.metrics import ClassificationMetrics, classification_metrics
+from newsclf.runs import (
+    BEST_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_CARD_FILE,
+    PARITY_SAMPLE_FILE,
+)
+from newsclf.techniques import WeightSnapshot, average_weights
+from newsclf.training import load_training_data, predict_logits, validation_score
+
+# What runs must share for their weights to be averaged and scored on one validation split.
+_SAME_DATA = (
+    "train_file",
+    "dataset",
+    "validation_file",
+    "validation_fraction",
+    "seed",
+    "model",
+)
+
+
+@dataclass(frozen=True)
+class SoupIngredient:
+    run_dir: Path
+    # The run alone, fp32, on the shared validation split.
+    validation_score: float
+    used: bool
+
+
+@dataclass(frozen=True)
+class SoupResult:
+    """The soup's run folder, its ingredients and scores; `to_dict()` is its metrics.json."""
+
+    run_dir: Path
+    best_dir: Path
+    metric: str
+    method: str
+    ingredients: list[SoupIngredient]
+    # The soup on the validation split (fp32): at least the best ingredient's for greedy.
+    validation_score: float
+    validation_rows: int
+    label_names: list[str]
+    test: ClassificationMetrics | None
+    created: str
+
+    @property
+    def used(self) -> list[SoupIngredient]:
+        return [i for i in self.ingredients if i.used]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "kind": "soup",
+            "label_names": self.label_names,
+            "soup": {
+                "method": self.method,
+                "metric": self.metric,
+                "validation_rows": self.validation_rows,
+                "validation_score": self.validation_score,
+                "ingredients": [{**asdict(i), "run_dir": str(i.run_dir)} for i in self.ingredients],
+            },
+            "test": self.test.to_dict() if self.test else None,
+            "environment": machine_summary(),
+        }
+
+
+def make_soup(
+    runs: Sequence[Path],
+    output_dir: Path,
+    *,
+    greedy: bool = True,
+    test_file: Path | None = None,
+) -> SoupResult:
+    """Average the best weights of `runs` into a new run folder `output_dir`.
+
+    Args:
+        runs: newsclf run folders, trained from the same model on the same data and
+            validation split (same train file or dataset, validation fraction and seed).
+        output_dir: the new run folder; must not hold a finished run.
+        greedy: greedy soup (ingredients kept only when they help on validation); False
+            averages every run (uniform soup).
+        test_file: labelled rows for the final report only.
+
+    Returns:
+        `SoupResult`: ingredients with their validation scores, the soup's, and test metrics.
+
+    Raises:
+        InputError: fewer than two runs, runs that differ in data, labels or preprocessing,
+            or an output folder that holds a finished run.
+        ModelError: runs whose weights have different names or shapes.
+    """
+    runs = [Path(r) for r in runs]
+    output_dir = Path(output_dir)
+    if len(runs) < 2:
+        raise InputError("newsclf soup needs at least two run folders.")
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise InputError(f"{output_dir} is not empty; choose a new --output-dir for the soup.")
+    configs = [_run_config(r) for r in runs]
+    metric = configs[0].metric
+    _check_same(runs, configs)
+    pre = PreprocessingConfig.load(runs[0] / BEST_DIR)
+    data = load_training_data(replace(configs[0], test_file=test_file))
+    tokenizer = AutoTokenizer.from_pretrained(str(runs[0] / BEST_DIR))
+    models = [_load_model(r) for r in runs]
+    _check_compatible(runs, models, data.label_names)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    scorer = models[0].to(device)
+    batch = configs[0].eval_batch_size
+
+    def score(weights: dict[str, torch.Tensor]) -> float:
+        scorer.load_state_dict(weights)
+        return validation_score(
+            scorer, tokenizer, data.validation, data.label_names, metric, batch, pre.max_length
+        )
+
+    snapshots = [WeightSnapshot(0, _cpu_weights(m)) for m in models]
+    alone = [score(s.weights) for s in snapshots]
+    order = sorted(range(len(runs)), key=lambda i: -alone[i])
+    if greedy:
+        chosen = [order[0]]
+        best_score = alone[order[0]]
+        for index in order[1:]:
+            candidate = score(average_weights([snapshots[i] for i in [*chosen, index]]))
+            if candidate >= best_score:
+                chosen.append(index)
+                best_score = candidate
+    else:
+        chosen = list(order)
+        best_score = score(average_weights(snapshots))
+    final = average_weights([snapshots[i] for i in chosen])
+    scorer.load_state_dict(final)
+
+    test = None
+    if data.test is not None:
+        logits = predict_logits(scorer, tokenizer, data.test.texts, batch, pre.max_length)
+        test = classification_metrics(
+            data.test.labels, np.argmax(logits, axis=-1), data.label_names
+        )
+    result = SoupResult(
+        run_dir=output_dir,
+        best_dir=output_dir / BEST_DIR,
+        metric=metric,
+        method="greedy" if greedy else "uniform",
+        ingredients=[
+            SoupIngredient(run_dir=r, validation_score=alone[i], used=i in chosen)
+            for i, r in enumerate(runs)
+        ],
+        validation_score=best_score,
+        validation_rows=len(data.validation),
+        label_names=data.label_names,
+        test=test,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    _write_run_folder(result, scorer, tokenizer, pre, runs[0])
+    return result
+
+
+def soup_card(result: SoupResult) -> str:
+    """The soup's model card: what went in, how each scored, how to use it."""
+    lines = [
+        "# newsclf soup",
+        "",
+        f"The {result.method} average of {len(result.used)} of {len(result.ingredients)} runs' "
+        f"best weights, chosen on validation {result.metric} ({result.validation_rows:,} rows):",
+        "",
+    ]
+    for item in result.ingredients:
+        mark = "used" if item.used else "left out"
+        lines.append(f"- {item.run_dir}: {100 * item.validation_score:.2f}% ({mark})")
+    lines += ["", f"Soup: validation {result.metric} {100 * result.validation_score:.2f}%."]
+    if result.test:
+        lines.append(
+            f"Test accuracy {100 * result.test.accuracy:.2f}%, macro-F1 "
+            f"{100 * result.test.f1_macro:.2f}% ({result.test.rows:,} rows)."
+        )
+    lines += [
+        "",
+        "```",
+        f"newsclf export --onnx --checkpoint {result.run_dir}",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _run_config(run: Path) -> TrainingConfig:
+    if not (run / BEST_DIR / "config.json").is_file() or not (run / CONFIG_FILE).is_file():
+        raise InputError(f"{run} is not a finished newsclf run (no {BEST_DIR}/ or {CONFIG_FILE}).")
+    return TrainingConfig.load(run / CONFIG_FILE)
+
+
+def _check_same(runs: list[Path], configs: list[TrainingConfig]) -> None:
+    first = configs[0]
+    first_pre = PreprocessingConfig.load(runs[0] / BEST_DIR)
+    for run, config in zip(runs[1:], configs[1:], strict=True):
+        for name in _SAME_DATA:
+            if getattr(config, name) != getattr(first, name):
+                raise InputError(
+                    f"{run} and {runs[0]} differ in {name} ({getattr(config, name)!r} vs "
+                    f"{getattr(first, name)!r}): a soup needs runs from the same model, data "
+                    "and validation split."
+                )
+        pre = PreprocessingConfig.load(run / BEST_DIR)
+        if pre != first_pre:
+            raise InputError(f"{run} and {runs[0]} preprocess text differently.")
+        if config.metric != first.metric:
+            raise InputError(
+                f"{run} chose its checkpoint on {config.metric}, {runs[0]} on {first.metric}."
+            )
+
+
+def _load_model(run: Path) -> torch.nn.Module:
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            str(run / BEST_DIR), dtype=torch.float32
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"Cannot load {run / BEST_DIR}: {exc}") from exc
+
+
+def _check_compatible(
+    runs: list[Path], models: list[torch.nn.Module], label_names: list[str]
+) -> None:
+    expected = {k: v.shape for k, v in models[0].state_dict().items()}
+    for run, model in zip(runs, models, strict=True):
+        labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if labels != label_names:
+            raise InputError(f"{run} has classes {labels}, the data {label_names}.")
+        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        if shapes != expected:
+            raise ModelError(f"{run}'s weights differ in names or shapes from {runs[0]}'s.")
+
+
+def _cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _write_run_folder(
+    result: SoupResult,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    pre: PreprocessingConfig,
+    first_run: Path,
+) -> None:
+    """Everything goes to a hidden folder first, renamed into place at the end: an interrupted
+    soup leaves no run folder that looks finished."""
+    target = result.run_dir
+    staging = target.parent / f".{target.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / BEST_DIR).mkdir(parents=True)
+    model.save_pretrained(str(staging / BEST_DIR))
+    tokenizer.save_pretrained(str(staging / BEST_DIR))
+    pre.save(staging / BEST_DIR)
+    # The ingredients share one validation split, so the first run's sample is the soup's too.
+    shutil.copyfile(first_run / PARITY_SAMPLE_FILE, staging / PARITY_SAMPLE_FILE)
+    write_json_atomic(staging / METRICS_FILE, result.to_dict())
+    write_text_atomic(staging / MODEL_CARD_FILE, soup_card(result))
+    if target.exists():
+        target.rmdir()  # checked empty before the work began
+    staging.rename(target)

@@ -1,0 +1,153 @@
+"""newsclf soup: greedy and uniform weight averages of runs, chosen on validation only, saved as
+a run folder that export takes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from typer.testing import CliRunner
+
+from newsclf.cli import app
+from newsclf.config import ExportConfig, PreprocessingConfig
+from newsclf.data import load_local_data
+from newsclf.errors import InputError
+from newsclf.export import export_onnx
+from newsclf.soup import make_soup
+from newsclf.training import NewsTrainer
+from tests.conftest import SAMPLE_DIR, tiny_training_config
+
+
+@pytest.fixture(scope="module")
+def second_run(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Another tiny run on the same data and validation split, with another learning rate."""
+    run_dir = tmp_path_factory.mktemp("soup-runs") / "second"
+    config = tiny_training_config(tiny_bert_dir, run_dir, learning_rate=1e-3, epochs=3)
+    return NewsTrainer(config).train()
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32)
+    return model.state_dict()
+
+
+def _mean(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {
+        k: torch.stack([s[k].float() for s in states]).mean(0) if v.is_floating_point() else v
+        for k, v in states[0].items()
+    }
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+def _validation_and_test(pre: PreprocessingConfig):  # type: ignore[no-untyped-def]
+    return load_local_data(
+        SAMPLE_DIR / "train.csv",
+        None,
+        SAMPLE_DIR / "test.csv",
+        text_columns=pre.text_columns,
+        label_column="label",
+        clean=pre.clean,
+        separator=" ",
+        validation_fraction=0.1,
+        seed=42,
+    )
+
+
+def test_uniform_soup_is_the_mean_of_every_run(tiny_run, second_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    runs = [tiny_run.run_dir, second_run.run_dir]
+    result = make_soup(runs, tmp_path / "soup", greedy=False, test_file=SAMPLE_DIR / "test.csv")
+    assert [i.used for i in result.ingredients] == [True, True]
+    expected = _mean([_weights(r / "best") for r in runs])
+    assert _same(_weights(result.best_dir), expected)
+
+    # Its reported test accuracy is that of the saved soup, recomputed here row by row.
+    pre = PreprocessingConfig.load(result.best_dir)
+    data = _validation_and_test(pre)
+    tokenizer = AutoTokenizer.from_pretrained(str(result.best_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(result.best_dir)).eval()
+    with torch.inference_mode():
+        predicted = [
+            int(
+                model(
+                    **tokenizer(t, truncation=True, max_length=pre.max_length, return_tensors="pt")
+                ).logits.argmax(-1)
+            )
+            for t in data.test.texts
+        ]
+    assert result.test is not None
+    assert result.test.accuracy == pytest.approx(np.mean(np.asarray(predicted) == data.test.labels))
+
+
+def test_greedy_soup_starts_from_the_best_run_and_never_scores_below_it(
+    tiny_run, second_run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    runs = [tiny_run.run_dir, second_run.run_dir]
+    result = make_soup(runs, tmp_path / "soup")
+    scores = [i.validation_score for i in result.ingredients]
+    best = int(np.argmax(scores))
+    assert result.ingredients[best].used
+    assert result.validation_score >= max(scores)
+    used = [r / "best" for r, i in zip(runs, result.ingredients, strict=True) if i.used]
+    assert _same(_weights(result.best_dir), _mean([_weights(u) for u in used]))
+    assert result.test is None  # no test file: the test rows are not read
+
+    written = json.loads((result.run_dir / "metrics.json").read_text())
+    assert written["soup"]["method"] == "greedy"
+    assert [i["used"] for i in written["soup"]["ingredients"]] == [
+        i.used for i in result.ingredients
+    ]
+    assert (result.run_dir / "parity_sample.jsonl").read_bytes() == (
+        runs[0] / "parity_sample.jsonl"
+    ).read_bytes()
+    assert "newsclf soup" in (result.run_dir / "README.md").read_text()
+    assert not list(tmp_path.glob(".*partial"))
+
+    # The soup is a run folder like any other: export takes it and proves parity.
+    exported = export_onnx(result.run_dir, config=ExportConfig())
+    assert all(v.passed for v in exported.variants)
+
+
+def test_soup_refuses_runs_on_another_validation_split(
+    tiny_bert_dir: Path, tiny_run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    other = NewsTrainer(
+        tiny_training_config(tiny_bert_dir, tmp_path / "other", seed=7, epochs=1)
+    ).train()
+    with pytest.raises(InputError, match="differ in seed"):
+        make_soup([tiny_run.run_dir, other.run_dir], tmp_path / "soup")
+    assert not (tmp_path / "soup").exists()
+
+
+def test_soup_refuses_a_non_empty_output_and_a_single_run(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not empty"):
+        make_soup([tiny_run.run_dir, tiny_run.run_dir], tmp_path / "taken")
+    assert (tmp_path / "taken" / "file.txt").read_text() == "keep me"
+    with pytest.raises(InputError, match="at least two"):
+        make_soup([tiny_run.run_dir], tmp_path / "soup")
+
+
+def test_cli_soup_prints_the_ingredients_and_exits_non_zero_on_bad_input(
+    tiny_run, second_run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    out = tmp_path / "soup"
+    args = ["soup", str(tiny_run.run_dir), str(second_run.run_dir), "--output-dir", str(out)]
+    ok = runner.invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    assert second_run.run_dir.name in ok.output and "in the soup" in ok.output
+    assert (out / "best" / "model.safetensors").is_file()
+
+    bad = runner.invoke(
+        app, ["soup", str(tiny_run.run_dir), str(tmp_path), "--output-dir", str(tmp_path / "x")]
+    )
+    assert bad.exit_code == 2
+    assert "not a finished newsclf run" in " ".join(bad.output.split())
