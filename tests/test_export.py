@@ -295,3 +295,19 @@ def test_openvino_variant_is_checked_and_runs_on_openvino(tiny_run, tmp_path: Pa
 
     with pytest.raises(ProviderError, match="runs on the CPU"):
         Classifier(result.output_dir, device="cuda", variant="openvino")
+
+    # Several batches go to OpenVINO's streams at once (run_many); each row's result must be
+    # what the same compiled model gives batch by batch.
+    concurrent = Classifier(result.output_dir, device="cpu", variant="openvino", batch_size=4)
+    submitted: list[int] = []
+    run_many = concurrent.session.run_many
+    concurrent.session.run_many = lambda name, batches: (
+        submitted.append(len(batches)) or run_many(name, batches)
+    )
+    in_flight = concurrent.predict(texts)
+    assert submitted == [10]  # 40 texts, 4 per batch, all in one submission
+    one_by_one = Classifier(result.output_dir, device="cpu", variant="openvino", batch_size=4)
+    one_by_one.session.run_many = None  # the batch-by-batch path
+    sequential = one_by_one.predict(texts)
+    assert np.abs(in_flight.probabilities - sequential.probabilities).max() < 1e-5
+    assert in_flight.labels == sequential.labels

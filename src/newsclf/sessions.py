@@ -13,7 +13,8 @@ import contextlib
 import ctypes
 import io
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,10 +188,18 @@ class OpenVinoSession:
             ) from None
         core = ov.Core()
         model = core.read_model(str(model_path))
+        # Throughput mode: the cores are split into streams, each running its own batch. Small
+        # models on few cores scale poorly within one batch, so several batches in flight at
+        # once are faster (`run_many`; benchmarks/NOTES.md). A lone batch runs on one stream.
         self._compiled = core.compile_model(
-            model, "CPU", {"INFERENCE_NUM_THREADS": threads or cpu_cores()}
+            model,
+            "CPU",
+            {"INFERENCE_NUM_THREADS": threads or cpu_cores(), "PERFORMANCE_HINT": "THROUGHPUT"},
         )
         self._request = self._compiled.create_infer_request()
+        self._queue: Any = None
+        self._async_queue_type = ov.AsyncInferQueue
+        self.streams = int(self._compiled.get_property("NUM_STREAMS"))
         precision = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         self.provider = f"{OPENVINO}-CPU-{precision.get_type_name()}"
         self._inputs = [_Port(i.get_any_name(), []) for i in self._compiled.inputs]
@@ -216,6 +225,31 @@ class OpenVinoSession:
         names = output_names or [o.name for o in self._outputs]
         by_name = {port.get_any_name(): value for port, value in results.items()}
         return [np.asarray(by_name[name]) for name in names]
+
+    def run_many(
+        self, output_name: str, batches: Sequence[dict[str, np.ndarray]]
+    ) -> list[tuple[np.ndarray, float]]:
+        """One output for each batch of feeds, with its seconds from submission to result;
+        the batches run concurrently, one per stream."""
+        if self._queue is None:
+            jobs = self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+            self._queue = self._async_queue_type(self._compiled, jobs)
+        results: list[tuple[np.ndarray, float] | None] = [None] * len(batches)
+        submitted = [0.0] * len(batches)
+
+        def done(request: Any, index: int) -> None:
+            output = request.get_tensor(output_name).data.copy()
+            results[index] = (output, time.perf_counter() - submitted[index])
+
+        self._queue.set_callback(done)
+        for index, feeds in enumerate(batches):
+            submitted[index] = time.perf_counter()
+            self._queue.start_async(feeds, index)
+        self._queue.wait_all()
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            raise ProviderError(f"OpenVINO returned no result for {len(missing)} batch(es).")
+        return results  # type: ignore[return-value]
 
 
 def run_logits(session: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:

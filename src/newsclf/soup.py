@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from newsclf.atomic import write_json_atomic, write_text_atomic
 from newsclf.config import PreprocessingConfig, TrainingConfig
@@ -122,6 +123,7 @@ def make_soup(
         raise InputError("newsclf soup needs at least two run folders.")
     if output_dir.exists() and any(output_dir.iterdir()):
         raise InputError(f"{output_dir} is not empty; choose a new --output-dir for the soup.")
+    hf_logging.disable_progress_bar()  # the caller reports progress; the bars would repeat it
     configs = [_run_config(r) for r in runs]
     metric = configs[0].metric
     _check_same(runs, configs)
