@@ -89,7 +89,7 @@ def test_greedy_soup_starts_from_the_best_run_and_never_scores_below_it(
     tiny_run, second_run, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     runs = [tiny_run.run_dir, second_run.run_dir]
-    result = make_soup(runs, tmp_path / "soup")
+    result = make_soup(runs, tmp_path / "soup", greedy=True)
     scores = [i.validation_score for i in result.ingredients]
     best = int(np.argmax(scores))
     assert result.ingredients[best].used
@@ -140,7 +140,14 @@ def test_cli_soup_prints_the_ingredients_and_exits_non_zero_on_bad_input(
 ) -> None:  # type: ignore[no-untyped-def]
     runner = CliRunner()
     out = tmp_path / "soup"
-    args = ["soup", str(tiny_run.run_dir), str(second_run.run_dir), "--output-dir", str(out)]
+    args = [
+        "soup",
+        str(tiny_run.run_dir),
+        str(second_run.run_dir),
+        "--output-dir",
+        str(out),
+        "--greedy",
+    ]
     ok = runner.invoke(app, args)
     assert ok.exit_code == 0, ok.output
     assert second_run.run_dir.name in ok.output and "in the soup" in ok.output

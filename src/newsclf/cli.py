@@ -456,21 +456,24 @@ def soup(
         ),
     ],
     output_dir: Annotated[Path, typer.Option(help="The soup's run folder (new or empty).")],
-    uniform: Annotated[
+    greedy: Annotated[
         bool,
-        typer.Option(help="Average every run instead of choosing them greedily on validation."),
+        typer.Option(
+            help="Take each run only if it helps on validation, best first, instead of "
+            "averaging them all (needs a validation split large enough to rank runs)."
+        ),
     ] = False,
     test_file: Annotated[
         Path | None, typer.Option(help="Test data, used only for the final report.")
     ] = None,
 ) -> None:
-    """Average the best weights of several runs (a model soup), keeping each run only if it
-    helps on validation; the result is a run folder that `export` takes."""
+    """Average the best weights of several runs (a model soup); the result is a run folder that
+    `export` takes."""
     from newsclf.render import soup_summary
     from newsclf.soup import make_soup
 
     console.print(f"[bold]newsclf soup[/] of {len(runs)} runs: scoring each on validation")
-    result = make_soup(runs, output_dir, greedy=not uniform, test_file=test_file)
+    result = make_soup(runs, output_dir, greedy=greedy, test_file=test_file)
     console.print(soup_summary(result))
 
 

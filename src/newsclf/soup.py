@@ -1,10 +1,12 @@
 """`newsclf soup`: average the weights of several runs fine-tuned from the same model on the
-same data (a "model soup", Wortsman et al. 2022), choosing the ingredients on validation.
+same data (a "model soup", Wortsman et al. 2022).
 
-Greedy soup: score each run on the shared validation split, start from the best, and add each
-next-best run only if the average with it scores at least as well. The result is an ordinary
-run folder (best/, metrics.json, parity_sample.jsonl, README.md) that `newsclf export` takes.
-Nothing here reads the test split except the final report, when a test file is given.
+Uniform by default: every run goes in, so nothing is chosen on a validation split too small to
+rank runs (benchmarks/NOTES.md). Greedy on request: score each run on the shared validation
+split, start from the best, and add each next-best run only if the average with it scores at
+least as well. The result is an ordinary run folder (best/, metrics.json, parity_sample.jsonl,
+README.md) that `newsclf export` takes. The test split is read only for the final report, when
+a test file is given.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def make_soup(
     runs: Sequence[Path],
     output_dir: Path,
     *,
-    greedy: bool = True,
+    greedy: bool = False,
     test_file: Path | None = None,
 ) -> SoupResult:
     """Average the best weights of `runs` into a new run folder `output_dir`.
@@ -105,8 +107,8 @@ def make_soup(
         runs: newsclf run folders, trained from the same model on the same data and
             validation split (same train file or dataset, validation fraction and seed).
         output_dir: the new run folder; must not hold a finished run.
-        greedy: greedy soup (ingredients kept only when they help on validation); False
-            averages every run (uniform soup).
+        greedy: greedy soup (ingredients kept only when they help on validation) instead of
+            the average of every run (uniform soup).
         test_file: labelled rows for the final report only.
 
     Returns:
