@@ -35,6 +35,26 @@ def sample_rows(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def sample_training_data(best_dir: Path, with_test: bool = True):  # type: ignore[no-untyped-def]
+    """The sample data split as the tiny runs split it (10% validation, seed 42), read with
+    the preprocessing saved in `best_dir`."""
+    from newsclf.config import PreprocessingConfig
+    from newsclf.data import load_local_data
+
+    pre = PreprocessingConfig.load(best_dir)
+    return load_local_data(
+        SAMPLE_DIR / "train.csv",
+        None,
+        SAMPLE_DIR / "test.csv" if with_test else None,
+        text_columns=pre.text_columns,
+        label_column="label",
+        clean=pre.clean,
+        separator=" ",
+        validation_fraction=0.1,
+        seed=42,
+    )
+
+
 def _vocabulary() -> list[str]:
     words: set[str] = set()
     for name in ("train.csv", "test.csv"):

@@ -14,12 +14,11 @@ from typer.testing import CliRunner
 
 from newsclf.cli import app
 from newsclf.config import ExportConfig, PreprocessingConfig
-from newsclf.data import load_local_data
 from newsclf.errors import InputError
 from newsclf.export import export_onnx
 from newsclf.soup import make_soup
 from newsclf.training import NewsTrainer
-from tests.conftest import SAMPLE_DIR, tiny_training_config
+from tests.conftest import SAMPLE_DIR, sample_training_data, tiny_training_config
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +45,6 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
 
 
-def _validation_and_test(pre: PreprocessingConfig):  # type: ignore[no-untyped-def]
-    return load_local_data(
-        SAMPLE_DIR / "train.csv",
-        None,
-        SAMPLE_DIR / "test.csv",
-        text_columns=pre.text_columns,
-        label_column="label",
-        clean=pre.clean,
-        separator=" ",
-        validation_fraction=0.1,
-        seed=42,
-    )
-
-
 def test_uniform_soup_is_the_mean_of_every_run(tiny_run, second_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     runs = [tiny_run.run_dir, second_run.run_dir]
     result = make_soup(runs, tmp_path / "soup", greedy=False, test_file=SAMPLE_DIR / "test.csv")
@@ -69,7 +54,7 @@ def test_uniform_soup_is_the_mean_of_every_run(tiny_run, second_run, tmp_path: P
 
     # Its reported test accuracy is that of the saved soup, recomputed here row by row.
     pre = PreprocessingConfig.load(result.best_dir)
-    data = _validation_and_test(pre)
+    data = sample_training_data(result.best_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(result.best_dir))
     model = AutoModelForSequenceClassification.from_pretrained(str(result.best_dir)).eval()
     with torch.inference_mode():

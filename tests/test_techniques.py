@@ -16,7 +16,6 @@ from transformers import (
 )
 
 from newsclf.config import PreprocessingConfig, TrainingConfig
-from newsclf.data import load_local_data
 from newsclf.errors import InputError, ModelError, NewsclfError
 from newsclf.metrics import classification_metrics
 from newsclf.techniques import (
@@ -27,7 +26,7 @@ from newsclf.techniques import (
     layer_decay_groups,
 )
 from newsclf.training import NewsTrainer, predict_logits
-from tests.conftest import SAMPLE_DIR, tiny_training_config
+from tests.conftest import sample_training_data, tiny_training_config
 
 
 def _tiny_classifier(model_dir: Path) -> torch.nn.Module:
@@ -140,17 +139,7 @@ def test_a_run_with_averaging_keeps_the_better_of_best_and_average(
     )
 
     pre = PreprocessingConfig.load(result.best_dir)
-    data = load_local_data(
-        SAMPLE_DIR / "train.csv",
-        None,
-        None,
-        text_columns=pre.text_columns,
-        label_column="label",
-        clean=pre.clean,
-        separator=" ",
-        validation_fraction=0.1,
-        seed=42,
-    )
+    data = sample_training_data(result.best_dir, with_test=False)
     tokenizer = AutoTokenizer.from_pretrained(str(result.best_dir))
     logits = predict_logits(saved, tokenizer, data.validation.texts, 32, pre.max_length)
     scores = classification_metrics(

@@ -16,10 +16,9 @@ from typer.testing import CliRunner
 
 from newsclf.cli import app
 from newsclf.config import PREPROCESSING_FILE, PreprocessingConfig, TrainingConfig
-from newsclf.data import load_local_data
 from newsclf.errors import OfflineError
 from newsclf.training import NewsTrainer
-from tests.conftest import SAMPLE_DIR, tiny_training_config
+from tests.conftest import SAMPLE_DIR, sample_training_data, tiny_training_config
 
 
 def test_defaults_are_the_recipe() -> None:
@@ -114,17 +113,7 @@ def test_tiny_run_writes_a_complete_run_directory(tiny_run) -> None:  # type: ig
 def test_test_accuracy_equals_a_recomputation_from_the_saved_model(tiny_run) -> None:  # type: ignore[no-untyped-def]
     metrics = json.loads((tiny_run.run_dir / "metrics.json").read_text())
     pre = PreprocessingConfig.load(tiny_run.best_dir)
-    data = load_local_data(
-        SAMPLE_DIR / "train.csv",
-        None,
-        SAMPLE_DIR / "test.csv",
-        text_columns=pre.text_columns,
-        label_column="label",
-        clean=pre.clean,
-        separator=" ",
-        validation_fraction=0.1,
-        seed=42,
-    )
+    data = sample_training_data(tiny_run.best_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_run.best_dir)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_run.best_dir).eval()
     predictions = []

@@ -128,8 +128,8 @@ def make_soup(
     hf_logging.disable_progress_bar()  # the caller reports progress; the bars would repeat it
     configs = [_run_config(r) for r in runs]
     metric = configs[0].metric
-    _check_same(runs, configs)
     pre = PreprocessingConfig.load(runs[0] / BEST_DIR)
+    _check_same(runs, configs, pre)
     data = load_training_data(replace(configs[0], test_file=test_file))
     tokenizer = AutoTokenizer.from_pretrained(str(runs[0] / BEST_DIR))
     models = [_load_model(r) for r in runs]
@@ -220,9 +220,10 @@ def _run_config(run: Path) -> TrainingConfig:
     return TrainingConfig.load(run / CONFIG_FILE)
 
 
-def _check_same(runs: list[Path], configs: list[TrainingConfig]) -> None:
+def _check_same(
+    runs: list[Path], configs: list[TrainingConfig], first_pre: PreprocessingConfig
+) -> None:
     first = configs[0]
-    first_pre = PreprocessingConfig.load(runs[0] / BEST_DIR)
     for run, config in zip(runs[1:], configs[1:], strict=True):
         for name in _SAME_DATA:
             if getattr(config, name) != getattr(first, name):
