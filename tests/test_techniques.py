@@ -19,14 +19,15 @@ from newsclf.config import PreprocessingConfig, TrainingConfig
 from newsclf.errors import InputError, ModelError, NewsclfError
 from newsclf.metrics import classification_metrics
 from newsclf.techniques import (
-    LayerDecayTrainer,
+    NewsclfTrainer,
     WeightSnapshot,
     WeightSnapshots,
     average_weights,
     layer_decay_groups,
+    rdrop_loss,
 )
 from newsclf.training import NewsTrainer, predict_logits
-from tests.conftest import sample_training_data, tiny_training_config
+from tests.conftest import LABELS, sample_training_data, tiny_training_config
 
 
 def _tiny_classifier(model_dir: Path) -> torch.nn.Module:
@@ -67,11 +68,11 @@ def test_the_trainer_builds_its_optimizer_with_the_decayed_rates(
     args = TrainingArguments(
         output_dir=str(tmp_path), learning_rate=2e-4, weight_decay=0.1, report_to="none"
     )
-    optimizer = LayerDecayTrainer(model=model, args=args, layer_decay=0.8).create_optimizer()
+    optimizer = NewsclfTrainer(model=model, args=args, layer_decay=0.8).create_optimizer()
     rates = sorted({round(g["lr"], 12) for g in optimizer.param_groups}, reverse=True)
     assert rates == pytest.approx([2e-4, 2e-4 * 0.8, 2e-4 * 0.64, 2e-4 * 0.512])
 
-    plain = LayerDecayTrainer(model=model, args=args, layer_decay=1.0).create_optimizer()
+    plain = NewsclfTrainer(model=model, args=args, layer_decay=1.0).create_optimizer()
     assert {g["lr"] for g in plain.param_groups} == {2e-4}
 
 
@@ -168,3 +169,111 @@ def test_layer_decay_run_trains_the_embeddings_less(tiny_bert_dir: Path, tmp_pat
     moved_plain = (untouched[key] - start[key]).abs().max().item()
     assert moved_decayed < moved_plain / 5
     assert result.config.layer_decay == 0.1
+
+
+def test_rdrop_loss_is_cross_entropy_plus_the_symmetric_kl() -> None:
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 4), torch.randn(5, 4)
+    labels = torch.tensor([0, 1, 2, 3, 0])
+    ce = (
+        torch.nn.functional.cross_entropy(a, labels) + torch.nn.functional.cross_entropy(b, labels)
+    ) / 2
+    p, q = a.softmax(-1), b.softmax(-1)
+    kl_pq = (p * (p / q).log()).sum(-1).mean()
+    kl_qp = (q * (q / p).log()).sum(-1).mean()
+    assert rdrop_loss(a, b, labels, 0.0).item() == pytest.approx(ce.item())
+    assert rdrop_loss(a, b, labels, 2.0).item() == pytest.approx(
+        (ce + 2.0 * (kl_pq + kl_qp) / 4).item(), rel=1e-5
+    )
+    # Identical passes: no disagreement to penalise.
+    assert rdrop_loss(a, a, labels, 5.0).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(a, labels).item(), rel=1e-6
+    )
+
+
+def test_the_trainer_applies_rdrop_to_two_dropout_passes_of_the_batch(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    model = _tiny_classifier(tiny_bert_dir)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    trainer = NewsclfTrainer(model=model, args=args, rdrop=1.0)
+    batch = {
+        "input_ids": torch.tensor([[2, 10, 11, 12, 3], [2, 13, 14, 3, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]),
+        "labels": torch.tensor([1, 2]),
+    }
+    seen: list[int] = []
+    model.register_forward_hook(lambda module, inputs, output: seen.append(len(output.logits)))
+    model.train()
+    torch.manual_seed(1)
+    loss, outputs = trainer.compute_loss(model, dict(batch), return_outputs=True)
+    assert seen == [4]  # one forward over the batch twice
+    first, second = outputs.logits.chunk(2)
+    assert not torch.allclose(first, second)  # different dropout masks
+    assert loss.item() == pytest.approx(
+        rdrop_loss(first, second, batch["labels"], 1.0).item(), rel=1e-6
+    )
+    assert loss.item() > rdrop_loss(first, second, batch["labels"], 0.0).item()
+
+    model.eval()  # evaluation: the model's own loss, one pass
+    seen.clear()
+    trainer.compute_loss(model, dict(batch))
+    assert seen == [2]
+
+
+def test_gradient_accumulation_averages_the_micro_batches(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    """One optimizer step over the same 8 rows, as 1 x 8 and as 2 x 4: the same mean loss.
+    (The plain Trainer adds up the two micro-batch means for these models: twice the loss.)"""
+    losses = {}
+    for batch_size, accumulation in ((8, 1), (4, 2)):
+        config = tiny_training_config(
+            tiny_bert_dir,
+            tmp_path / f"run-{accumulation}",
+            batch_size=batch_size,
+            grad_accum=accumulation,
+            max_train_samples=8,
+            epochs=1,
+            group_by_length=False,
+            precision="fp32",
+            test_file=None,
+        )
+        losses[accumulation] = NewsTrainer(config).train().training.train_loss
+    assert losses[2] == pytest.approx(losses[1], rel=0.25)
+
+
+def test_runs_differing_only_in_train_seed_share_split_and_start(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    """--train-seed changes data order and dropout, not the validation split or the head's
+    initial weights, so that such runs can be souped; --seed changes the head too."""
+    heads = {}
+    for name, seeds in {"a": (42, 1), "b": (42, 2), "c": (7, 1)}.items():
+        config = tiny_training_config(
+            tiny_bert_dir, tmp_path / name, seed=seeds[0], train_seed=seeds[1], test_file=None
+        )
+        trainer = NewsTrainer(config)
+        model, _ = trainer._load_model(LABELS)
+        heads[name] = model.classifier.weight.detach().clone()
+        assert config.data_order_seed == seeds[1]
+    assert torch.equal(heads["a"], heads["b"])
+    assert not torch.equal(heads["a"], heads["c"])
+
+    runs = {
+        name: NewsTrainer(
+            tiny_training_config(
+                tiny_bert_dir, tmp_path / f"run-{name}", train_seed=seed, epochs=1, test_file=None
+            )
+        ).train()
+        for name, seed in (("a", 1), ("b", 2))
+    }
+    assert runs["a"].data == runs["b"].data  # same split, same class counts
+    weights = [
+        AutoModelForSequenceClassification.from_pretrained(str(r.best_dir)).classifier.weight
+        for r in runs.values()
+    ]
+    assert not torch.allclose(weights[0], weights[1])  # trained differently
+    assert TrainingConfig(seed=5).data_order_seed == 5
+    with pytest.raises(InputError, match="--rdrop"):
+        TrainingConfig(rdrop=-1)

@@ -147,6 +147,13 @@ def train(
     seed: Annotated[
         int, typer.Option(help="Random seed (data split, shuffling, init).")
     ] = _TRAIN.seed,
+    train_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of data order and dropout only (default: --seed). Runs differing only "
+            "in it share the validation split and initial weights: ingredients for a soup."
+        ),
+    ] = None,
     validation_fraction: Annotated[
         float, typer.Option(help="Share of train carved out as validation when none is given.")
     ] = _TRAIN.validation_fraction,
@@ -177,6 +184,13 @@ def train(
             "scores at least as well on validation as the best checkpoint."
         ),
     ] = _TRAIN.average_last,
+    rdrop: Annotated[
+        float,
+        typer.Option(
+            help="R-Drop: weight of the agreement between two dropout passes of each batch "
+            "(0 = off; about twice the compute per step)."
+        ),
+    ] = _TRAIN.rdrop,
     resume: Annotated[
         bool,
         typer.Option(help="Continue the interrupted run in --output-dir from its last checkpoint."),
@@ -213,11 +227,13 @@ def train(
             metric=metric,
             validation_fraction=validation_fraction,
             seed=seed,
+            train_seed=train_seed,
             max_train_samples=max_train_samples,
             precision=precision,
             group_by_length=group_by_length,
             layer_decay=layer_decay,
             average_last=average_last,
+            rdrop=rdrop,
             preprocessing=PreprocessingConfig(
                 clean=clean,
                 max_length=max_length,

@@ -131,7 +131,12 @@ class TrainingConfig:
     eval_steps: int = 0
     metric: Metric = "f1_macro"
     validation_fraction: float = 0.05
+    # Data split, the classifier head's initial weights and, unless train_seed says
+    # otherwise, data order and dropout.
     seed: int = 42
+    # Data order and dropout only: runs that differ in it alone share the validation split and
+    # the initial weights, so their weights can be averaged (`newsclf soup`).
+    train_seed: int | None = None
     max_train_samples: int | None = None
     # "auto": bf16 where the hardware runs it natively (CUDA bf16, or a CPU with AVX512-BF16/AMX),
     # fp16 on older CUDA GPUs, fp32 otherwise.
@@ -143,6 +148,9 @@ class TrainingConfig:
     # Average the weights of the last N evaluations (0: off); the average replaces the best
     # checkpoint only if it scores at least as well on validation.
     average_last: int = 0
+    # R-Drop: weight of the consistency term between two dropout passes (0: off; each
+    # training step then costs about twice as much).
+    rdrop: float = 0.0
     resume: bool = False
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
 
@@ -176,6 +184,8 @@ class TrainingConfig:
             )
         if not 0 < self.layer_decay <= 1:
             raise InputError(f"--layer-decay must be in (0, 1], not {self.layer_decay}.")
+        if self.rdrop < 0:
+            raise InputError(f"--rdrop must not be negative, not {self.rdrop}.")
         if self.average_last < 0 or self.average_last == 1:
             raise InputError(
                 f"--average-last must be 0 (off) or at least 2 evaluations, not "
@@ -183,6 +193,11 @@ class TrainingConfig:
             )
         check_choice("--metric", self.metric, Metric)
         check_choice("--precision", self.precision, Precision)
+
+    @property
+    def data_order_seed(self) -> int:
+        """The seed of the Trainer: data order and dropout."""
+        return self.seed if self.train_seed is None else self.train_seed
 
     def to_dict(self) -> dict[str, Any]:
         data = _jsonable(asdict(self))

@@ -1,7 +1,8 @@
-"""Optional fine-tuning techniques: layer-wise learning-rate decay and checkpoint averaging.
+"""Optional fine-tuning techniques: layer-wise learning-rate decay, R-Drop and checkpoint
+averaging.
 
-Both are off in the default recipe; `TrainingConfig.layer_decay` and `average_last` turn them
-on. Averaging is kept only when it scores at least as well on validation as the best
+All are off in the default recipe; `TrainingConfig.layer_decay`, `rdrop` and `average_last`
+turn them on. Averaging is kept only when it scores at least as well on validation as the best
 checkpoint, so it can never make a run worse by the run's own measure.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from newsclf.errors import ModelError, NewsclfError
@@ -70,12 +72,52 @@ def layer_decay_groups(
     ]
 
 
-class LayerDecayTrainer(Trainer):
-    """The Trainer with layer-wise learning-rate decay (1.0: the Trainer's own optimizer)."""
+def rdrop_loss(
+    logits_a: torch.Tensor, logits_b: torch.Tensor, labels: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """R-Drop (Liang et al. 2021): the mean cross-entropy of two forward passes that differ
+    only in their dropout masks, plus `alpha` times the mean of the two KL divergences between
+    their predictions (the paper's loss, halved so that alpha 0 is the plain loss)."""
+    logits_a, logits_b = logits_a.float(), logits_b.float()
+    cross_entropy = (F.cross_entropy(logits_a, labels) + F.cross_entropy(logits_b, labels)) / 2
+    log_a, log_b = F.log_softmax(logits_a, dim=-1), F.log_softmax(logits_b, dim=-1)
+    kl_ab = F.kl_div(log_b, log_a, log_target=True, reduction="batchmean")  # KL(P_a || P_b)
+    kl_ba = F.kl_div(log_a, log_b, log_target=True, reduction="batchmean")  # KL(P_b || P_a)
+    return cross_entropy + alpha * (kl_ab + kl_ba) / 4
 
-    def __init__(self, *args: Any, layer_decay: float = 1.0, **kwargs: Any) -> None:
+
+class NewsclfTrainer(Trainer):
+    """The Trainer with newsclf's optional techniques: layer-wise learning-rate decay (1.0:
+    the Trainer's own optimizer) and R-Drop (alpha 0: the model's own loss)."""
+
+    def __init__(
+        self, *args: Any, layer_decay: float = 1.0, rdrop: float = 0.0, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.layer_decay = layer_decay
+        self.rdrop = rdrop
+        # The sequence-classification losses are means over the micro-batch. The Trainer
+        # infers from the forward's **kwargs that the model normalises by the whole
+        # accumulated batch, and would then add up the micro-batches' means instead of
+        # averaging them (gradient accumulation N = N times the gradient).
+        self.model_accepts_loss_kwargs = False
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> Any:
+        if self.rdrop == 0 or not model.training or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs["labels"]
+        # One forward over the batch twice: two dropout masks, one pass through the kernels.
+        doubled = {k: torch.cat([v, v]) for k, v in inputs.items() if k != "labels"}
+        outputs = model(**doubled)
+        logits_a, logits_b = outputs.logits.chunk(2)
+        loss = rdrop_loss(logits_a, logits_b, labels, self.rdrop)
+        return (loss, outputs) if return_outputs else loss
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         if self.layer_decay == 1.0 or self.optimizer is not None:

@@ -32,6 +32,7 @@ from transformers import (
     TrainerControl,
     TrainerState,
     TrainingArguments,
+    set_seed,
 )
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
@@ -55,7 +56,7 @@ from newsclf.runs import (
 )
 from newsclf.techniques import (
     AveragingResult,
-    LayerDecayTrainer,
+    NewsclfTrainer,
     WeightSnapshots,
     average_weights,
 )
@@ -457,6 +458,9 @@ class NewsTrainer:
         # only repeat it.
         logging.getLogger("transformers").setLevel(logging.ERROR)
         hf_logging.disable_progress_bar()
+        # The new head's initial weights follow --seed (not --train-seed), whatever the
+        # process drew from the global generator before.
+        set_seed(self.config.seed)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             model = AutoModelForSequenceClassification.from_pretrained(
@@ -522,9 +526,10 @@ class NewsTrainer:
         label_names: list[str],
         hardware: HardwareSetup,
     ) -> Trainer:
-        trainer = LayerDecayTrainer(
+        trainer = NewsclfTrainer(
             model=model,
             layer_decay=self.config.layer_decay,
+            rdrop=self.config.rdrop,
             args=self._training_args(hardware),
             train_dataset=train_ds,
             eval_dataset=val_ds,
@@ -568,7 +573,7 @@ class NewsTrainer:
             fp16=hardware.precision == "fp16",
             optim=hardware.optimizer,
             use_cpu=hardware.device.type == "cpu",
-            seed=cfg.seed,
+            seed=cfg.data_order_seed,
             logging_steps=10,
             disable_tqdm=True,
             report_to="none",
