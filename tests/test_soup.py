@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
@@ -17,7 +18,7 @@ from newsclf.config import ExportConfig, PreprocessingConfig
 from newsclf.errors import InputError
 from newsclf.export import export_onnx
 from newsclf.soup import make_soup
-from newsclf.training import NewsTrainer
+from newsclf.training import NewsTrainer, predict_logits
 from tests.conftest import SAMPLE_DIR, sample_training_data, tiny_training_config
 
 
@@ -68,6 +69,24 @@ def test_uniform_soup_is_the_mean_of_every_run(tiny_run, second_run, tmp_path: P
         ]
     assert result.test is not None
     assert result.test.accuracy == pytest.approx(np.mean(np.asarray(predicted) == data.test.labels))
+
+    # The ensemble it is compared with: both runs' validation probabilities averaged.
+    probabilities = [
+        torch.from_numpy(
+            predict_logits(
+                AutoModelForSequenceClassification.from_pretrained(str(r / "best")),
+                tokenizer,
+                data.validation.texts,
+                8,
+                pre.max_length,
+            )
+        ).softmax(-1)
+        for r in runs
+    ]
+    ensemble = torch.stack(probabilities).mean(0).argmax(-1).numpy()
+    assert result.ensemble_validation_score == pytest.approx(
+        f1_score(data.validation.labels, ensemble, average="macro")
+    )
 
 
 def test_greedy_soup_starts_from_the_best_run_and_never_scores_below_it(

@@ -271,6 +271,7 @@ _TUNE_SHARES_WITH_TRAIN = (
     "metric",
     "max_length",
     "seed",
+    "train_seed",
     "validation_fraction",
     "max_train_samples",
     "precision",
@@ -278,6 +279,7 @@ _TUNE_SHARES_WITH_TRAIN = (
     "group_by_length",
     "layer_decay",
     "average_last",
+    "rdrop",
 )
 
 

@@ -51,6 +51,8 @@ def model_card(result: TrainResult) -> str:
         f"{cfg.grad_accum}, eval batch {cfg.eval_batch_size}, {cfg.epochs} epochs, "
         f"weight decay {cfg.weight_decay}, warm-up {cfg.warmup_ratio}, "
         f"early-stopping patience {cfg.patience} on {cfg.metric}, seed {cfg.seed}"
+        + (f", train seed {cfg.train_seed}" if cfg.train_seed is not None else "")
+        + (f", R-Drop {cfg.rdrop}" if cfg.rdrop else "")
         + (f", layer-wise learning-rate decay {cfg.layer_decay}" if cfg.layer_decay < 1 else "")
         + _averaging_note(result)
         + ".",

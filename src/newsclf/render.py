@@ -121,7 +121,9 @@ def soup_summary(result: SoupResult) -> RenderableType:
         )
     lines = [
         f"soup of {len(result.used)}: validation {result.metric} "
-        f"{_pct(result.validation_score)} ({result.validation_rows:,} rows, fp32)"
+        f"{_pct(result.validation_score)} ({result.validation_rows:,} rows, fp32); the "
+        "ensemble of the same runs (one forward pass each) "
+        f"{_pct(result.ensemble_validation_score)}"
     ]
     parts: list[RenderableType] = [table]
     if result.test:

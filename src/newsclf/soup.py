@@ -36,7 +36,7 @@ from newsclf.runs import (
     PARITY_SAMPLE_FILE,
 )
 from newsclf.techniques import WeightSnapshot, average_weights
-from newsclf.training import load_training_data, predict_logits, validation_score
+from newsclf.training import load_training_data, predict_logits
 
 # What runs must share for their weights to be averaged and scored on one validation split.
 _SAME_DATA = (
@@ -68,6 +68,9 @@ class SoupResult:
     ingredients: list[SoupIngredient]
     # The soup on the validation split (fp32): at least the best ingredient's for greedy.
     validation_score: float
+    # The ensemble of the soup's ingredients (their probabilities averaged, N forward passes
+    # per row) on the validation split: what the one-model soup approximates.
+    ensemble_validation_score: float
     validation_rows: int
     label_names: list[str]
     test: ClassificationMetrics | None
@@ -87,6 +90,7 @@ class SoupResult:
                 "metric": self.metric,
                 "validation_rows": self.validation_rows,
                 "validation_score": self.validation_score,
+                "ensemble_validation_score": self.ensemble_validation_score,
                 "ingredients": [{**asdict(i), "run_dir": str(i.run_dir)} for i in self.ingredients],
             },
             "test": self.test.to_dict() if self.test else None,
@@ -138,14 +142,23 @@ def make_soup(
     scorer = models[0].to(device)
     batch = configs[0].eval_batch_size
 
-    def score(weights: dict[str, torch.Tensor]) -> float:
+    def probabilities(weights: dict[str, torch.Tensor]) -> np.ndarray:
         scorer.load_state_dict(weights)
-        return validation_score(
-            scorer, tokenizer, data.validation, data.label_names, metric, batch, pre.max_length
+        logits = predict_logits(scorer, tokenizer, data.validation.texts, batch, pre.max_length)
+        return torch.from_numpy(logits).softmax(-1).numpy()
+
+    def metric_of(probs: np.ndarray) -> float:
+        scores = classification_metrics(
+            data.validation.labels, np.argmax(probs, axis=-1), data.label_names
         )
+        return float(getattr(scores, metric))
+
+    def score(weights: dict[str, torch.Tensor]) -> float:
+        return metric_of(probabilities(weights))
 
     snapshots = [WeightSnapshot(0, _cpu_weights(m)) for m in models]
-    alone = [score(s.weights) for s in snapshots]
+    each = [probabilities(s.weights) for s in snapshots]
+    alone = [metric_of(p) for p in each]
     order = sorted(range(len(runs)), key=lambda i: -alone[i])
     if greedy:
         chosen = [order[0]]
@@ -158,6 +171,7 @@ def make_soup(
     else:
         chosen = list(order)
         best_score = score(average_weights(snapshots))
+    ensemble_score = metric_of(np.mean([each[i] for i in chosen], axis=0))
     final = average_weights([snapshots[i] for i in chosen])
     scorer.load_state_dict(final)
 
@@ -177,6 +191,7 @@ def make_soup(
             for i, r in enumerate(runs)
         ],
         validation_score=best_score,
+        ensemble_validation_score=ensemble_score,
         validation_rows=len(data.validation),
         label_names=data.label_names,
         test=test,
@@ -198,7 +213,12 @@ def soup_card(result: SoupResult) -> str:
     for item in result.ingredients:
         mark = "used" if item.used else "left out"
         lines.append(f"- {item.run_dir}: {100 * item.validation_score:.2f}% ({mark})")
-    lines += ["", f"Soup: validation {result.metric} {100 * result.validation_score:.2f}%."]
+    lines += [
+        "",
+        f"Soup: validation {result.metric} {100 * result.validation_score:.2f}% (the ensemble "
+        f"of the same runs, {len(result.used)} forward passes per row: "
+        f"{100 * result.ensemble_validation_score:.2f}%).",
+    ]
     if result.test:
         lines.append(
             f"Test accuracy {100 * result.test.accuracy:.2f}%, macro-F1 "

@@ -365,11 +365,13 @@ def train_command(config: TrainingConfig) -> str:
         "eval_steps",
         "metric",
         "seed",
+        "train_seed",
         "validation_fraction",
         "max_train_samples",
         "precision",
         "layer_decay",
         "average_last",
+        "rdrop",
     ):
         value = getattr(config, name)
         if value != getattr(default, name):
