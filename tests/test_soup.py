@@ -118,6 +118,34 @@ def test_greedy_soup_starts_from_the_best_run_and_never_scores_below_it(
     assert all(v.passed for v in exported.variants)
 
 
+def test_runs_without_validation_make_a_uniform_soup_only(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    runs = [
+        NewsTrainer(
+            tiny_training_config(
+                tiny_bert_dir,
+                tmp_path / f"refit-{seed}",
+                validation_fraction=0.0,
+                train_seed=seed,
+                epochs=1,
+                test_file=None,
+            )
+        )
+        .train()
+        .run_dir
+        for seed in (1, 2)
+    ]
+    with pytest.raises(InputError, match="--greedy"):
+        make_soup(runs, tmp_path / "greedy", greedy=True)
+    result = make_soup(runs, tmp_path / "soup", test_file=SAMPLE_DIR / "test.csv")
+    assert result.validation_rows == 0 and result.validation_score is None
+    assert [i.validation_score for i in result.ingredients] == [None, None]
+    assert _same(_weights(result.best_dir), _mean([_weights(r / "best") for r in runs]))
+    assert result.test is not None and result.test.rows == 100
+    assert "n/a" in (result.run_dir / "README.md").read_text()
+
+
 def test_soup_refuses_runs_on_another_validation_split(
     tiny_bert_dir: Path, tiny_run, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from newsclf.cli import app
 from newsclf.config import PREPROCESSING_FILE, PreprocessingConfig, TrainingConfig
-from newsclf.errors import OfflineError
+from newsclf.errors import InputError, OfflineError
 from newsclf.training import NewsTrainer
-from tests.conftest import SAMPLE_DIR, sample_training_data, tiny_training_config
+from tests.conftest import SAMPLE_DIR, sample_rows, sample_training_data, tiny_training_config
 
 
 def test_defaults_are_the_recipe() -> None:
@@ -145,6 +145,44 @@ def test_early_stopping_stops_before_the_last_epoch(tiny_bert_dir: Path, tmp_pat
     assert result.epochs_completed < 4
     saved = json.loads((result.run_dir / "metrics.json").read_text())
     assert saved["stopped_early"] is True and saved["steps"] == 10
+
+
+def test_validation_fraction_zero_trains_every_row_and_keeps_the_last_weights(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    """A refit: all 320 sample rows train, nothing is evaluated, the saved weights are those
+    of the last step, and export still has labelled parity rows (from train)."""
+    witness = _LastWeights()
+    config = tiny_training_config(
+        tiny_bert_dir, tmp_path / "refit", validation_fraction=0.0, epochs=2
+    )
+    result = NewsTrainer(config, callbacks=[witness]).train()
+    assert result.data.train_rows == len(sample_rows("train.csv")) == 320
+    assert result.data.validation_rows == 0 and result.validation == []
+    assert "none" in result.data.validation_source
+    assert result.best.value is None and result.best.step == result.steps == result.max_steps
+    saved = AutoModelForSequenceClassification.from_pretrained(str(result.best_dir)).state_dict()
+    assert witness.weights is not None
+    assert all(torch.allclose(saved[k], v) for k, v in witness.weights.items() if k in saved)
+    assert result.test is not None  # the test report still comes from the saved model
+    parity = (result.run_dir / "parity_sample.jsonl").read_text().splitlines()
+    train_texts = set(NewsTrainer(config)._load_data().train.texts)
+    assert parity and {json.loads(line)["text"] for line in parity} <= train_texts
+    assert "no validation split" in (result.run_dir / "README.md").read_text()
+
+    with pytest.raises(InputError, match="--average-last"):
+        TrainingConfig(validation_fraction=0.0, average_last=3)
+    with pytest.raises(InputError, match="--validation-fraction"):
+        TrainingConfig(validation_fraction=1.0)
+
+
+class _LastWeights(TrainerCallback):
+    def __init__(self) -> None:
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        model = kwargs["model"]
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 class _InterruptAfterFirstSave(TrainerCallback):

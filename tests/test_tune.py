@@ -349,6 +349,8 @@ def test_tune_config_validates_and_fixes() -> None:
         TuneConfig(warmup_ratio=(0.0, 1.5))
     with pytest.raises(InputError, match="--sampler"):
         TuneConfig(sampler="bayes")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="validation metric"):
+        TuneConfig(training=TrainingConfig(validation_fraction=0.0))
     config = TuneConfig(epochs=(3, 3), batch_size=(32,), fixed={"learning_rate": 5e-5})
     assert config.fixed_params() == {"epochs": 3, "batch_size": 32, "learning_rate": 5e-5}
     assert config.searched() == ["weight_decay", "warmup_ratio"]

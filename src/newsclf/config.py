@@ -130,6 +130,8 @@ class TrainingConfig:
     # Evaluate (and checkpoint) every N optimizer steps; 0 means once per epoch.
     eval_steps: int = 0
     metric: Metric = "f1_macro"
+    # Share of train carved out as validation when there is no validation split; 0 trains on
+    # every row (no early stopping; the last weights are kept), e.g. to refit a chosen recipe.
     validation_fraction: float = 0.05
     # Data split, the classifier head's initial weights and, unless train_seed says
     # otherwise, data order and dropout.
@@ -178,9 +180,15 @@ class TrainingConfig:
             raise InputError(
                 f"--eval-steps must be 0 (every epoch) or more, not {self.eval_steps}."
             )
-        if not 0 < self.validation_fraction < 1:
+        if not 0 <= self.validation_fraction < 1:
             raise InputError(
-                f"--validation-fraction must be between 0 and 1, not {self.validation_fraction}."
+                f"--validation-fraction must be in [0, 1), not {self.validation_fraction}."
+            )
+        # Every row trains: nothing to stop early on, choose a checkpoint or average by.
+        if self.validation_fraction == 0 and self.validation_file is None and self.average_last:
+            raise InputError(
+                "--average-last chooses by the validation split, and --validation-fraction 0 "
+                "has none."
             )
         if not 0 < self.layer_decay <= 1:
             raise InputError(f"--layer-decay must be in (0, 1], not {self.layer_decay}.")

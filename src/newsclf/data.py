@@ -153,6 +153,17 @@ def stratified_split(
     return data.subset(train_idx), data.subset(val_idx)
 
 
+def carve_validation(
+    train: LabeledTexts, fraction: float, seed: int, source: str
+) -> tuple[LabeledTexts, LabeledTexts, str]:
+    """Train and validation rows from one split, and where the validation rows came from;
+    fraction 0 keeps every row for training and no validation."""
+    if fraction == 0:
+        return train, LabeledTexts([], []), "none (--validation-fraction 0: every row trains)"
+    train, validation = stratified_split(train, fraction, seed)
+    return train, validation, f"{fraction:.0%} of {source}, stratified, seed {seed}"
+
+
 def load_local_data(
     train_file: Path,
     validation_file: Path | None,
@@ -183,8 +194,9 @@ def load_local_data(
         validation = _encode(others["validation"], label_names)
         validation_source = str(validation_file)
     else:
-        train, validation = stratified_split(train, validation_fraction, seed)
-        validation_source = f"{validation_fraction:.0%} of {train_file}, stratified, seed {seed}"
+        train, validation, validation_source = carve_validation(
+            train, validation_fraction, seed, str(train_file)
+        )
     test = _encode(others["test"], label_names) if "test" in others else None
     return TrainingData(
         train, validation, test, label_names, text_cols, str(train_file), validation_source
@@ -234,8 +246,9 @@ def load_hub_data(
         validation = convert(loaded["validation"])
         validation_source = f"{dataset} validation split"
     else:
-        train, validation = stratified_split(train, validation_fraction, seed)
-        validation_source = f"{validation_fraction:.0%} of {dataset} train, stratified, seed {seed}"
+        train, validation, validation_source = carve_validation(
+            train, validation_fraction, seed, f"{dataset} train"
+        )
     test = convert(loaded["test"]) if "test" in loaded else None
     return TrainingData(train, validation, test, label_names, text_cols, dataset, validation_source)
 

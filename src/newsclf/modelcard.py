@@ -40,8 +40,13 @@ def model_card(result: TrainResult) -> str:
             f"{_pct(result.test.f1_macro)} ({result.test.rows:,} rows)"
         )
     lines += [
-        f"- best validation {result.best.metric}: {_pct(result.best.value)} at step "
-        f"{result.best.step}" + (" (stopped early)" if result.stopped_early else ""),
+        (
+            f"- best validation {result.best.metric}: {_pct(result.best.value)} at step "
+            f"{result.best.step}" + (" (stopped early)" if result.stopped_early else "")
+            if data.validation_rows
+            else f"- no validation split: every training row trained; the weights are those "
+            f"of the last step ({result.best.step})"
+        ),
         f"- training: {training.wall_time_s:.0f} s wall, {training.samples_per_s:.1f} samples/s "
         f"on {training.device} ({training.precision})",
         "",

@@ -85,8 +85,12 @@ def training_summary(result: TrainResult) -> RenderableType:
     best = result.best
     lines = [
         f"run dir      {result.run_dir}",
-        f"best         {best.metric} {_pct(best.value)} at step {best.step}"
-        + ("  (stopped early)" if result.stopped_early else ""),
+        (
+            f"best         {best.metric} {_pct(best.value)} at step {best.step}"
+            + ("  (stopped early)" if result.stopped_early else "")
+            if result.data.validation_rows
+            else f"kept         the last weights (step {best.step}): no validation split"
+        ),
         f"training     {training.wall_time_s:.0f} s wall, {training.samples_per_s:.1f} "
         f"samples/s on {training.device} ({training.precision})",
     ]

@@ -12,7 +12,7 @@ a test file is given.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,8 +52,8 @@ _SAME_DATA = (
 @dataclass(frozen=True)
 class SoupIngredient:
     run_dir: Path
-    # The run alone, fp32, on the shared validation split.
-    validation_score: float
+    # The run alone, fp32, on the shared validation split (None: the runs have none).
+    validation_score: float | None
     used: bool
 
 
@@ -67,10 +67,11 @@ class SoupResult:
     method: str
     ingredients: list[SoupIngredient]
     # The soup on the validation split (fp32): at least the best ingredient's for greedy.
-    validation_score: float
+    # None for runs trained with --validation-fraction 0.
+    validation_score: float | None
     # The ensemble of the soup's ingredients (their probabilities averaged, N forward passes
     # per row) on the validation split: what the one-model soup approximates.
-    ensemble_validation_score: float
+    ensemble_validation_score: float | None
     validation_rows: int
     label_names: list[str]
     test: ClassificationMetrics | None
@@ -143,6 +144,7 @@ def make_soup(
     batch = configs[0].eval_batch_size
 
     def probabilities(weights: dict[str, torch.Tensor]) -> np.ndarray:
+        """The validation rows' class probabilities under `weights` (fp32)."""
         scorer.load_state_dict(weights)
         logits = predict_logits(scorer, tokenizer, data.validation.texts, batch, pre.max_length)
         return torch.from_numpy(logits).softmax(-1).numpy()
@@ -153,27 +155,17 @@ def make_soup(
         )
         return float(getattr(scores, metric))
 
-    def score(weights: dict[str, torch.Tensor]) -> float:
-        return metric_of(probabilities(weights))
-
     snapshots = [WeightSnapshot(0, _cpu_weights(m)) for m in models]
-    each = [probabilities(s.weights) for s in snapshots]
-    alone = [metric_of(p) for p in each]
-    order = sorted(range(len(runs)), key=lambda i: -alone[i])
-    if greedy:
-        chosen = [order[0]]
-        best_score = alone[order[0]]
-        for index in order[1:]:
-            candidate = score(average_weights([snapshots[i] for i in [*chosen, index]]))
-            if candidate >= best_score:
-                chosen.append(index)
-                best_score = candidate
+    if len(data.validation):
+        choice = _choose(snapshots, greedy, probabilities, metric_of)
+    elif greedy:
+        raise InputError(
+            "--greedy chooses runs on the validation split, and these runs have none "
+            "(--validation-fraction 0); a uniform soup needs none."
+        )
     else:
-        chosen = list(order)
-        best_score = score(average_weights(snapshots))
-    ensemble_score = metric_of(np.mean([each[i] for i in chosen], axis=0))
-    final = average_weights([snapshots[i] for i in chosen])
-    scorer.load_state_dict(final)
+        choice = _Choice([None] * len(runs), list(range(len(runs))), None, None)
+    scorer.load_state_dict(average_weights([snapshots[i] for i in choice.chosen]))
 
     test = None
     if data.test is not None:
@@ -187,11 +179,11 @@ def make_soup(
         metric=metric,
         method="greedy" if greedy else "uniform",
         ingredients=[
-            SoupIngredient(run_dir=r, validation_score=alone[i], used=i in chosen)
+            SoupIngredient(run_dir=r, validation_score=choice.alone[i], used=i in choice.chosen)
             for i, r in enumerate(runs)
         ],
-        validation_score=best_score,
-        ensemble_validation_score=ensemble_score,
+        validation_score=choice.soup,
+        ensemble_validation_score=choice.ensemble,
         validation_rows=len(data.validation),
         label_names=data.label_names,
         test=test,
@@ -199,6 +191,43 @@ def make_soup(
     )
     _write_run_folder(result, scorer, tokenizer, pre, runs[0])
     return result
+
+
+@dataclass(frozen=True)
+class _Choice:
+    # Each run alone, the runs chosen, the soup of those and their ensemble, on validation.
+    alone: list[float | None]
+    chosen: list[int]
+    soup: float | None
+    ensemble: float | None
+
+
+def _choose(
+    snapshots: list[WeightSnapshot],
+    greedy: bool,
+    probabilities: Callable[[dict[str, torch.Tensor]], np.ndarray],
+    metric_of: Callable[[np.ndarray], float],
+) -> _Choice:
+    """Every run (uniform), or greedily from the best run on: each next-best run joins only if
+    the average with it scores at least as well on validation."""
+    each = [probabilities(s.weights) for s in snapshots]
+    scores = [metric_of(p) for p in each]
+    order = sorted(range(len(snapshots)), key=lambda i: -scores[i])
+    if greedy:
+        chosen = [order[0]]
+        soup = scores[order[0]]
+        for index in order[1:]:
+            weights = average_weights([snapshots[i] for i in [*chosen, index]])
+            candidate = metric_of(probabilities(weights))
+            if candidate >= soup:
+                chosen.append(index)
+                soup = candidate
+    else:
+        chosen = order
+        soup = metric_of(probabilities(average_weights(snapshots)))
+    ensemble = metric_of(np.mean([each[i] for i in chosen], axis=0))
+    alone: list[float | None] = list(scores)
+    return _Choice(alone, chosen, soup, ensemble)
 
 
 def soup_card(result: SoupResult) -> str:
@@ -212,12 +241,12 @@ def soup_card(result: SoupResult) -> str:
     ]
     for item in result.ingredients:
         mark = "used" if item.used else "left out"
-        lines.append(f"- {item.run_dir}: {100 * item.validation_score:.2f}% ({mark})")
+        lines.append(f"- {item.run_dir}: {_pct(item.validation_score)} ({mark})")
     lines += [
         "",
-        f"Soup: validation {result.metric} {100 * result.validation_score:.2f}% (the ensemble "
+        f"Soup: validation {result.metric} {_pct(result.validation_score)} (the ensemble "
         f"of the same runs, {len(result.used)} forward passes per row: "
-        f"{100 * result.ensemble_validation_score:.2f}%).",
+        f"{_pct(result.ensemble_validation_score)}).",
     ]
     if result.test:
         lines.append(
@@ -232,6 +261,10 @@ def soup_card(result: SoupResult) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a (no validation split)" if value is None else f"{100 * value:.2f}%"
 
 
 def _run_config(run: Path) -> TrainingConfig:

@@ -361,12 +361,18 @@ class NewsTrainer:
         if cfg.max_train_samples and cfg.max_train_samples < len(train_set):
             train_set = train_set.subset(range(cfg.max_train_samples))
         resume_from = self._last_checkpoint() if cfg.resume else None
-        self._prepare_run_dir(data.validation)
+        # Without validation rows (--validation-fraction 0) every row trains: no evaluations,
+        # no early stopping, the last weights are kept; export's parity rows come from train.
+        self._prepare_run_dir(data.validation if len(data.validation) else train_set)
         if on_start is not None and self.is_main:
             on_start(self._plan(data, len(train_set), hardware, resume_from))
 
         train_ds = TokenizedTexts(train_set, tokenizer, pre.max_length)
-        val_ds = TokenizedTexts(data.validation, tokenizer, pre.max_length)
+        val_ds = (
+            TokenizedTexts(data.validation, tokenizer, pre.max_length)
+            if len(data.validation)
+            else None
+        )
         clock = StepClock(cfg.batch_size * cfg.grad_accum * self.world_size)
         trainer = self._trainer(model, tokenizer, train_ds, val_ds, data.label_names, hardware)
         trainer.add_callback(clock)
@@ -401,12 +407,16 @@ class NewsTrainer:
                 validation_source=data.validation_source,
                 text_columns=data.text_columns,
                 train_rows=len(train_ds),
-                validation_rows=len(val_ds),
+                validation_rows=len(data.validation),
                 test_rows=len(data.test) if data.test else 0,
                 train_class_counts=class_counts(train_set, data.label_names),
             ),
             validation=_validation_history(state.log_history),
-            best=BestCheckpoint(cfg.metric, state.best_metric, state.best_global_step),
+            best=BestCheckpoint(
+                cfg.metric,
+                state.best_metric,
+                state.best_global_step if val_ds is not None else state.global_step,
+            ),
             stopped_early=state.global_step < state.max_steps,
             epochs_completed=state.epoch or 0.0,
             steps=state.global_step,
@@ -480,13 +490,13 @@ class NewsTrainer:
             raise ModelError(f"{source} is not a sequence-classification model: {exc}") from exc
         return model, tokenizer
 
-    def _prepare_run_dir(self, validation: LabeledTexts) -> None:
+    def _prepare_run_dir(self, parity_rows: LabeledTexts) -> None:
         if not self.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.config.resume:
             self.config.save(self.run_dir / CONFIG_FILE)
-        write_parity_sample(self.run_dir, validation.texts, validation.labels, PARITY_ROWS)
+        write_parity_sample(self.run_dir, parity_rows.texts, parity_rows.labels, PARITY_ROWS)
 
     def _plan(
         self,
@@ -522,32 +532,31 @@ class NewsTrainer:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         train_ds: TokenizedTexts,
-        val_ds: TokenizedTexts,
+        val_ds: TokenizedTexts | None,
         label_names: list[str],
         hardware: HardwareSetup,
     ) -> Trainer:
+        evaluate = val_ds is not None
+        # A new EarlyStoppingCallback per run: it keeps its patience counter.
+        stopping = [EarlyStoppingCallback(early_stopping_patience=self.config.patience)]
         trainer = NewsclfTrainer(
             model=model,
             layer_decay=self.config.layer_decay,
             rdrop=self.config.rdrop,
-            args=self._training_args(hardware),
+            args=self._training_args(hardware, evaluate),
             train_dataset=train_ds,
             eval_dataset=val_ds,
             processing_class=tokenizer,
             data_collator=DataCollatorWithPadding(
                 tokenizer, pad_to_multiple_of=hardware.pad_to_multiple_of
             ),
-            compute_metrics=_make_compute_metrics(label_names),
-            # A new EarlyStoppingCallback per run: it keeps its patience counter.
-            callbacks=[
-                EarlyStoppingCallback(early_stopping_patience=self.config.patience),
-                *self.callbacks,
-            ],
+            compute_metrics=_make_compute_metrics(label_names) if evaluate else None,
+            callbacks=[*(stopping if evaluate else []), *self.callbacks],
         )
         trainer.remove_callback(PrinterCallback)
         return trainer
 
-    def _training_args(self, hardware: HardwareSetup) -> TrainingArguments:
+    def _training_args(self, hardware: HardwareSetup, evaluate: bool) -> TrainingArguments:
         cfg = self.config
         strategy = "steps" if cfg.eval_steps else "epoch"
         return TrainingArguments(
@@ -560,14 +569,14 @@ class NewsTrainer:
             gradient_accumulation_steps=cfg.grad_accum,
             # A float below 1 is a share of the steps.
             warmup_steps=cfg.warmup_ratio,
-            eval_strategy=strategy,
+            eval_strategy=strategy if evaluate else "no",
             save_strategy=strategy,
             eval_steps=cfg.eval_steps or None,
             save_steps=cfg.eval_steps or None,
             save_total_limit=2,
-            load_best_model_at_end=True,
-            metric_for_best_model=cfg.metric,
-            greater_is_better=True,
+            load_best_model_at_end=evaluate,
+            metric_for_best_model=cfg.metric if evaluate else None,
+            greater_is_better=True if evaluate else None,
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
             bf16=hardware.precision == "bf16",
             fp16=hardware.precision == "fp16",

@@ -101,6 +101,11 @@ class TuneConfig:
             self.training = TrainingConfig.from_dict(self.training, "training")
         if self.training.output_dir is None:
             self.training = replace(self.training, output_dir=default_run_dir(self.training.model))
+        if self.training.validation_fraction == 0 and self.training.validation_file is None:
+            raise InputError(
+                "newsclf tune maximises a validation metric: give --validation-file or a "
+                "--validation-fraction above 0."
+            )
         check_positive("--trials", self.trials)
         check_positive("--timeout", self.timeout, allow_none=True)
         check_choice("--sampler", self.sampler, Sampler)
