@@ -13,6 +13,7 @@ from sklearn.metrics import f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
+from newsclf.classifier import Classifier
 from newsclf.cli import app
 from newsclf.config import ExportConfig, PreprocessingConfig
 from newsclf.errors import InputError
@@ -190,3 +191,53 @@ def test_cli_soup_prints_the_ingredients_and_exits_non_zero_on_bad_input(
     )
     assert bad.exit_code == 2
     assert "not a finished newsclf run" in " ".join(bad.output.split())
+
+
+def test_an_ensemble_keeps_every_run_and_exports_as_one_graph(
+    tiny_run, second_run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """soup --ensemble: the members are the runs' own weights; the exported graph's
+    probabilities are the mean of the members' (fp32 and int8 checked by export's parity
+    rules); classify runs it like any export."""
+    runs = [tiny_run.run_dir, second_run.run_dir]
+    result = make_soup(runs, tmp_path / "ens", ensemble=True, test_file=SAMPLE_DIR / "test.csv")
+    assert result.method == "ensemble" and result.best_dir is None
+    assert result.validation_score == result.ensemble_validation_score
+    assert result.soup_validation_score is not None  # the weight average, for comparison
+    members = sorted((result.run_dir / "members").iterdir())
+    assert [m.name for m in members] == ["0", "1"]
+    for member, run in zip(members, runs, strict=True):
+        assert _same(_weights(member), _weights(run / "best"))
+
+    data = sample_training_data(runs[0] / "best")
+    pre = PreprocessingConfig.load(runs[0] / "best")
+    tokenizer = AutoTokenizer.from_pretrained(str(runs[0] / "best"))
+
+    def mean_probabilities(texts: list[str]) -> np.ndarray:
+        each = [
+            torch.from_numpy(
+                predict_logits(
+                    AutoModelForSequenceClassification.from_pretrained(str(r / "best")),
+                    tokenizer,
+                    texts,
+                    8,
+                    pre.max_length,
+                )
+            ).softmax(-1)
+            for r in runs
+        ]
+        return torch.stack(each).mean(0).numpy()
+
+    assert data.test is not None and result.test is not None
+    expected_test = mean_probabilities(data.test.texts).argmax(-1)
+    assert result.test.accuracy == pytest.approx(np.mean(expected_test == data.test.labels))
+
+    exported = export_onnx(result.run_dir, config=ExportConfig(optimize=True, quantize="int8"))
+    assert {v.variant for v in exported.variants} == {"fp32", "optimized", "int8"}
+    assert all(v.passed for v in exported.variants)
+    classifier = Classifier(exported.output_dir, device="cpu", variant="fp32")
+    texts = data.test.texts[:20]
+    assert np.allclose(classifier.predict_proba(texts), mean_probabilities(texts), atol=1e-4)
+
+    with pytest.raises(InputError, match="--greedy"):
+        make_soup(runs, tmp_path / "both", greedy=True, ensemble=True)

@@ -481,17 +481,24 @@ def soup(
             "averaging them all (needs a validation split large enough to rank runs)."
         ),
     ] = False,
+    ensemble: Annotated[
+        bool,
+        typer.Option(
+            help="Keep every run and average their predictions (one forward pass per run and "
+            "row) instead of their weights."
+        ),
+    ] = False,
     test_file: Annotated[
         Path | None, typer.Option(help="Test data, used only for the final report.")
     ] = None,
 ) -> None:
-    """Average the best weights of several runs (a model soup); the result is a run folder that
-    `export` takes."""
+    """Average the best weights of several runs (a model soup) or, with --ensemble, their
+    predictions; the result is a run folder that `export` takes."""
     from newsclf.render import soup_summary
     from newsclf.soup import make_soup
 
     console.print(f"[bold]newsclf soup[/] of {len(runs)} runs: scoring each on validation")
-    result = make_soup(runs, output_dir, greedy=greedy, test_file=test_file)
+    result = make_soup(runs, output_dir, greedy=greedy, ensemble=ensemble, test_file=test_file)
     console.print(soup_summary(result))
 
 

@@ -22,6 +22,7 @@ import torch
 
 from newsclf.atomic import atomic_directory, write_json_atomic
 from newsclf.config import ExportConfig, PreprocessingConfig
+from newsclf.ensemble import PredictionEnsemble, is_ensemble, member_dirs
 from newsclf.environment import machine_summary
 from newsclf.errors import InputError, ModelError, ParityError
 from newsclf.export_folder import REPORT_FILE, VARIANT_FILES, is_export, write_manifest
@@ -60,6 +61,28 @@ def load_checkpoint(best_dir: Path) -> tuple[Any, Any]:
     except (OSError, ValueError) as exc:
         raise ModelError(f"Cannot load the checkpoint {best_dir}: {exc}") from exc
     return model.eval(), tokenizer
+
+
+def load_for_export(checkpoint: Path) -> tuple[Any, Any, PreprocessingConfig, Path, Path | None]:
+    """(model, tokenizer, preprocessing, model source, run folder or None) of a run folder, a
+    model folder or an ensemble run folder (`newsclf soup --ensemble`), whose members become
+    one `PredictionEnsemble`.
+
+    Raises:
+        ModelError: the checkpoint cannot be loaded, or ensemble members differ in their
+            preprocessing.
+    """
+    if is_ensemble(checkpoint):
+        members = member_dirs(checkpoint)
+        pre = PreprocessingConfig.load(members[0])
+        if any(PreprocessingConfig.load(m) != pre for m in members[1:]):
+            raise ModelError(f"{checkpoint}: the ensemble's members preprocess text differently.")
+        loaded = [load_checkpoint(m) for m in members]
+        ensemble = PredictionEnsemble([model for model, _ in loaded]).eval()
+        return ensemble, loaded[0][1], pre, checkpoint, checkpoint
+    best_dir, run_dir = resolve_checkpoint(checkpoint)
+    model, tokenizer = load_checkpoint(best_dir)
+    return model, tokenizer, PreprocessingConfig.load(best_dir), best_dir, run_dir
 
 
 def model_input_names(model: Any, tokenizer: Any) -> list[str]:
@@ -203,8 +226,10 @@ def export_onnx(
     """Export a checkpoint to ONNX and prove every variant matches PyTorch.
 
     Args:
-        checkpoint: a `newsclf train` run folder, its `best/` folder, or a Hugging Face
-            model folder with newsclf_preprocessing.json (then `config.parity_file` is needed).
+        checkpoint: a `newsclf train` or `newsclf soup` run folder, its `best/` folder, or a
+            Hugging Face model folder with newsclf_preprocessing.json (then
+            `config.parity_file` is needed). An ensemble (`soup --ensemble`) becomes one graph
+            that runs every member and outputs the log of their mean probabilities.
         output_dir: the export folder; default RUN/onnx. An earlier export there is replaced
             only when the new one passed.
         config: which variants, and the parity rules.
@@ -218,19 +243,17 @@ def export_onnx(
         ParityError: a variant does not match PyTorch (nothing is written).
     """
     config = config or ExportConfig()
-    best_dir, run_dir = resolve_checkpoint(Path(checkpoint))
-    output_dir = Path(output_dir) if output_dir else (run_dir or best_dir.parent) / "onnx"
+    model, tokenizer, pre, source_dir, run_dir = load_for_export(Path(checkpoint))
+    output_dir = Path(output_dir) if output_dir else (run_dir or source_dir.parent) / "onnx"
     if output_dir.exists() and (
         not output_dir.is_dir() or (not is_export(output_dir) and any(output_dir.iterdir()))
     ):
         raise InputError(
             f"{output_dir} exists and is not a newsclf export; choose another --output."
         )
-    pre = PreprocessingConfig.load(best_dir)
     texts, labels, parity_source = load_parity_texts(
         run_dir, config.parity_file, pre, config.parity_rows
     )
-    model, tokenizer = load_checkpoint(best_dir)
     input_names = model_input_names(model, tokenizer)
     with atomic_directory(output_dir) as staging:
         files = export_variants(model, staging, input_names, tokenizer, config)
@@ -246,7 +269,7 @@ def export_onnx(
         if config.openvino:
             files["openvino"] = files["fp32"]
             results.append(checker.check("openvino", files["fp32"]))
-        report = _report(best_dir, parity_source, input_names, results, config, int8_recipe)
+        report = _report(source_dir, parity_source, input_names, results, config, int8_recipe)
         failed = [r for r in results if not r.passed]
         if failed:
             lines = "; ".join(f"{r.variant}: {r.failure}" for r in failed)
@@ -254,7 +277,7 @@ def export_onnx(
         save_model_files(staging, model, tokenizer, pre)
         write_json_atomic(staging / REPORT_FILE, report)
         label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        write_manifest(staging, label_names, input_names, best_dir, files)
+        write_manifest(staging, label_names, input_names, source_dir, files)
     return ExportResult(output_dir, results, parity_source, int8_recipe, report)
 
 

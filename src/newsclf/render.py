@@ -123,11 +123,12 @@ def soup_summary(result: SoupResult) -> RenderableType:
             _pct(item.validation_score),
             Text("yes", style="bold green") if item.used else Text("no", style="dim"),
         )
+    kept = "ensemble" if result.method == "ensemble" else "soup"
     lines = [
-        f"soup of {len(result.used)}: validation {result.metric} "
-        f"{_pct(result.validation_score)} ({result.validation_rows:,} rows, fp32); the "
-        "ensemble of the same runs (one forward pass each) "
-        f"{_pct(result.ensemble_validation_score)}"
+        f"{len(result.used)} runs on validation {result.metric} ({result.validation_rows:,} "
+        f"rows, fp32): weights averaged (soup) {_pct(result.soup_validation_score)}, "
+        f"predictions averaged (ensemble, one forward pass per run) "
+        f"{_pct(result.ensemble_validation_score)}; kept: the {kept}"
     ]
     parts: list[RenderableType] = [table]
     if result.test:

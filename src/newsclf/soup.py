@@ -1,12 +1,14 @@
-"""`newsclf soup`: average the weights of several runs fine-tuned from the same model on the
-same data (a "model soup", Wortsman et al. 2022).
+"""`newsclf soup`: combine several runs fine-tuned from the same model on the same data into
+one model: the average of their weights (a "model soup", Wortsman et al. 2022) or, with
+`ensemble`, of their predictions.
 
 Uniform by default: every run goes in, so nothing is chosen on a validation split too small to
 rank runs (benchmarks/NOTES.md). Greedy on request: score each run on the shared validation
 split, start from the best, and add each next-best run only if the average with it scores at
-least as well. The result is an ordinary run folder (best/, metrics.json, parity_sample.jsonl,
-README.md) that `newsclf export` takes. The test split is read only for the final report, when
-a test file is given.
+least as well. Both averages are scored on validation whichever is kept. A soup is an ordinary
+run folder (best/, metrics.json, parity_sample.jsonl, README.md); an ensemble keeps every
+member (`newsclf.ensemble`); `newsclf export` takes either. The test split is read only for the
+final report, when a test file is given.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from transformers.utils import logging as hf_logging
 
 from newsclf.atomic import write_json_atomic, write_text_atomic
 from newsclf.config import PreprocessingConfig, TrainingConfig
+from newsclf.ensemble import ENSEMBLE_FILE, MEMBERS_DIR, PredictionEnsemble
 from newsclf.environment import machine_summary
 from newsclf.errors import InputError, ModelError
 from newsclf.metrics import ClassificationMetrics, classification_metrics
@@ -59,18 +62,21 @@ class SoupIngredient:
 
 @dataclass(frozen=True)
 class SoupResult:
-    """The soup's run folder, its ingredients and scores; `to_dict()` is its metrics.json."""
+    """The combined model's run folder, its ingredients and scores; `to_dict()` is its
+    metrics.json."""
 
     run_dir: Path
-    best_dir: Path
+    # The soup's Hugging Face folder (RUN/best); None for an ensemble, whose members are in
+    # RUN/members (export takes the run folder either way).
+    best_dir: Path | None
     metric: str
+    # "uniform" or "greedy" (weights averaged), or "ensemble" (predictions averaged).
     method: str
     ingredients: list[SoupIngredient]
-    # The soup on the validation split (fp32): at least the best ingredient's for greedy.
-    # None for runs trained with --validation-fraction 0.
-    validation_score: float | None
-    # The ensemble of the soup's ingredients (their probabilities averaged, N forward passes
-    # per row) on the validation split: what the one-model soup approximates.
+    # On the validation split (fp32), for the runs used: their weights averaged (the soup:
+    # at least the best run's for greedy) and their probabilities averaged (the ensemble, one
+    # forward pass per run and row). None for runs trained with --validation-fraction 0.
+    soup_validation_score: float | None
     ensemble_validation_score: float | None
     validation_rows: int
     label_names: list[str]
@@ -80,6 +86,13 @@ class SoupResult:
     @property
     def used(self) -> list[SoupIngredient]:
         return [i for i in self.ingredients if i.used]
+
+    @property
+    def validation_score(self) -> float | None:
+        """The validation score of the model this run folder holds."""
+        if self.method == "ensemble":
+            return self.ensemble_validation_score
+        return self.soup_validation_score
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +104,7 @@ class SoupResult:
                 "metric": self.metric,
                 "validation_rows": self.validation_rows,
                 "validation_score": self.validation_score,
+                "soup_validation_score": self.soup_validation_score,
                 "ensemble_validation_score": self.ensemble_validation_score,
                 "ingredients": [{**asdict(i), "run_dir": str(i.run_dir)} for i in self.ingredients],
             },
@@ -104,9 +118,11 @@ def make_soup(
     output_dir: Path,
     *,
     greedy: bool = False,
+    ensemble: bool = False,
     test_file: Path | None = None,
 ) -> SoupResult:
-    """Average the best weights of `runs` into a new run folder `output_dir`.
+    """Average the best weights (or, with `ensemble`, the predictions) of `runs` into a new
+    run folder `output_dir`.
 
     Args:
         runs: newsclf run folders, trained from the same model on the same data and
@@ -114,20 +130,25 @@ def make_soup(
         output_dir: the new run folder; must not hold a finished run.
         greedy: greedy soup (ingredients kept only when they help on validation) instead of
             the average of every run (uniform soup).
+        ensemble: keep every run and average their class probabilities (one forward pass per
+            run and row) instead of their weights.
         test_file: labelled rows for the final report only.
 
     Returns:
-        `SoupResult`: ingredients with their validation scores, the soup's, and test metrics.
+        `SoupResult`: ingredients with their validation scores, the soup's and the
+        ensemble's, and test metrics.
 
     Raises:
         InputError: fewer than two runs, runs that differ in data, labels or preprocessing,
-            or an output folder that holds a finished run.
+            greedy with ensemble, or an output folder that holds a finished run.
         ModelError: runs whose weights have different names or shapes.
     """
     runs = [Path(r) for r in runs]
     output_dir = Path(output_dir)
     if len(runs) < 2:
         raise InputError("newsclf soup needs at least two run folders.")
+    if greedy and ensemble:
+        raise InputError("--greedy chooses runs for a weight average; --ensemble keeps them all.")
     if output_dir.exists() and any(output_dir.iterdir()):
         raise InputError(f"{output_dir} is not empty; choose a new --output-dir for the soup.")
     hf_logging.disable_progress_bar()  # the caller reports progress; the bars would repeat it
@@ -165,31 +186,37 @@ def make_soup(
         )
     else:
         choice = _Choice([None] * len(runs), list(range(len(runs))), None, None)
-    scorer.load_state_dict(average_weights([snapshots[i] for i in choice.chosen]))
+    if ensemble:
+        for model, snapshot in zip(models, snapshots, strict=True):
+            model.load_state_dict(snapshot.weights)  # the scorer held other weights meanwhile
+        combined: torch.nn.Module = PredictionEnsemble(models).to(device)
+    else:
+        scorer.load_state_dict(average_weights([snapshots[i] for i in choice.chosen]))
+        combined = scorer
 
     test = None
     if data.test is not None:
-        logits = predict_logits(scorer, tokenizer, data.test.texts, batch, pre.max_length)
+        logits = predict_logits(combined, tokenizer, data.test.texts, batch, pre.max_length)
         test = classification_metrics(
             data.test.labels, np.argmax(logits, axis=-1), data.label_names
         )
     result = SoupResult(
         run_dir=output_dir,
-        best_dir=output_dir / BEST_DIR,
+        best_dir=None if ensemble else output_dir / BEST_DIR,
         metric=metric,
-        method="greedy" if greedy else "uniform",
+        method="ensemble" if ensemble else "greedy" if greedy else "uniform",
         ingredients=[
             SoupIngredient(run_dir=r, validation_score=choice.alone[i], used=i in choice.chosen)
             for i, r in enumerate(runs)
         ],
-        validation_score=choice.soup,
+        soup_validation_score=choice.soup,
         ensemble_validation_score=choice.ensemble,
         validation_rows=len(data.validation),
         label_names=data.label_names,
         test=test,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    _write_run_folder(result, scorer, tokenizer, pre, runs[0])
+    _write_run_folder(result, combined, tokenizer, pre, runs)
     return result
 
 
@@ -232,11 +259,17 @@ def _choose(
 
 def soup_card(result: SoupResult) -> str:
     """The soup's model card: what went in, how each scored, how to use it."""
+    what = (
+        f"The ensemble of {len(result.used)} runs (their class probabilities averaged, one "
+        "forward pass per run and row); each run alone on validation "
+        if result.method == "ensemble"
+        else f"The {result.method} average of {len(result.used)} of {len(result.ingredients)} "
+        f"runs' best weights, chosen on validation "
+    )
     lines = [
         "# newsclf soup",
         "",
-        f"The {result.method} average of {len(result.used)} of {len(result.ingredients)} runs' "
-        f"best weights, chosen on validation {result.metric} ({result.validation_rows:,} rows):",
+        f"{what}{result.metric} ({result.validation_rows:,} rows):",
         "",
     ]
     for item in result.ingredients:
@@ -244,9 +277,10 @@ def soup_card(result: SoupResult) -> str:
         lines.append(f"- {item.run_dir}: {_pct(item.validation_score)} ({mark})")
     lines += [
         "",
-        f"Soup: validation {result.metric} {_pct(result.validation_score)} (the ensemble "
-        f"of the same runs, {len(result.used)} forward passes per row: "
-        f"{_pct(result.ensemble_validation_score)}).",
+        f"Validation {result.metric}: the weights averaged (soup) "
+        f"{_pct(result.soup_validation_score)}, the predictions averaged (ensemble, "
+        f"{len(result.used)} forward passes per row) {_pct(result.ensemble_validation_score)}; "
+        f"this folder holds the {'ensemble' if result.method == 'ensemble' else 'soup'}.",
     ]
     if result.test:
         lines.append(
@@ -261,6 +295,15 @@ def soup_card(result: SoupResult) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _save_model_folder(
+    folder: Path, model: torch.nn.Module, tokenizer: Any, pre: PreprocessingConfig
+) -> None:
+    folder.mkdir(parents=True)
+    model.save_pretrained(str(folder))  # type: ignore[operator]
+    tokenizer.save_pretrained(str(folder))
+    pre.save(folder)
 
 
 def _pct(value: float | None) -> str:
@@ -325,19 +368,24 @@ def _write_run_folder(
     model: torch.nn.Module,
     tokenizer: Any,
     pre: PreprocessingConfig,
-    first_run: Path,
+    runs: list[Path],
 ) -> None:
     """Everything goes to a hidden folder first, renamed into place at the end: an interrupted
     soup leaves no run folder that looks finished."""
     target = result.run_dir
     staging = target.parent / f".{target.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    (staging / BEST_DIR).mkdir(parents=True)
-    model.save_pretrained(str(staging / BEST_DIR))
-    tokenizer.save_pretrained(str(staging / BEST_DIR))
-    pre.save(staging / BEST_DIR)
+    staging.mkdir(parents=True)
+    if isinstance(model, PredictionEnsemble):
+        names = [str(i) for i in range(len(model.members))]
+        for name, member in zip(names, model.members, strict=True):
+            _save_model_folder(staging / MEMBERS_DIR / name, member, tokenizer, pre)
+        description = {"members": names, "runs": [str(r) for r in runs]}
+        write_json_atomic(staging / ENSEMBLE_FILE, description)
+    else:
+        _save_model_folder(staging / BEST_DIR, model, tokenizer, pre)
     # The ingredients share one validation split, so the first run's sample is the soup's too.
-    shutil.copyfile(first_run / PARITY_SAMPLE_FILE, staging / PARITY_SAMPLE_FILE)
+    shutil.copyfile(runs[0] / PARITY_SAMPLE_FILE, staging / PARITY_SAMPLE_FILE)
     write_json_atomic(staging / METRICS_FILE, result.to_dict())
     write_text_atomic(staging / MODEL_CARD_FILE, soup_card(result))
     if target.exists():

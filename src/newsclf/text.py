@@ -34,15 +34,16 @@ def _drop_control_characters(text: str) -> str:
 def clean_text(text: str) -> str:
     """Unescape HTML entities (also AG News's ampersand-less ones), turn literal backslashes
     into spaces, drop control characters and inline tags, collapse whitespace."""
-    text = _BARE_NUMERIC_ENTITY.sub(r"&#\1;", text)
-    text = _BARE_NAMED_ENTITY.sub(r"&\1;", text)
-    # Twice: the data has doubly escaped entities ("&amp;lt;").
-    for _ in range(2):
-        unescaped = html.unescape(text)
-        if unescaped == text:
+    # Until nothing changes (three rounds at most): the data has doubly escaped entities
+    # ("&amp;lt;"), and an entity right after an escaped tag ("&lt;b&gt;quot;") is bare only
+    # once the tag is gone. So cleaning a cleaned text changes nothing.
+    for _ in range(3):
+        before = text
+        text = _BARE_NUMERIC_ENTITY.sub(r"&#\1;", text)
+        text = _BARE_NAMED_ENTITY.sub(r"&\1;", text)
+        text = _HTML_TAG.sub(" ", html.unescape(text))
+        if text == before:
             break
-        text = unescaped
-    text = _HTML_TAG.sub(" ", text)
     text = text.replace("\\", " ")
     if not text.isprintable():
         text = _drop_control_characters(text)
