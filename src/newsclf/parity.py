@@ -263,7 +263,7 @@ def load_parity_texts(
     texts, labels = read_parity_sample(run_dir, limit)
     if not texts:
         raise InputError(f"{run_dir / PARITY_SAMPLE_FILE} holds no texts; pass --parity-file.")
-    return texts, labels, f"{run_dir / PARITY_SAMPLE_FILE} (validation rows)"
+    return texts, labels, f"{run_dir / PARITY_SAMPLE_FILE} (rows kept by the training run)"
 
 
 class ParityChecker:

@@ -3,7 +3,7 @@
 RUN/best/                 a standard Hugging Face folder + newsclf_preprocessing.json
 RUN/metrics.json          validation history, test metrics, speed, device, versions, config
 RUN/train_config.json     the configuration, for --resume
-RUN/parity_sample.jsonl   validation rows that export checks parity on
+RUN/parity_sample.jsonl   labelled rows export checks parity on (validation; train without one)
 RUN/README.md             a short model card
 RUN/checkpoints/          Trainer checkpoints while training (removed at the end)
 """
@@ -68,7 +68,7 @@ def write_parity_sample(
 
 
 def read_parity_sample(run_dir: Path, limit: int) -> tuple[list[str], list[int]]:
-    """The run's non-empty validation texts and their labels, at most `limit`."""
+    """The run's non-empty parity texts and their labels, at most `limit`."""
     path = Path(run_dir) / PARITY_SAMPLE_FILE
     texts: list[str] = []
     labels: list[int] = []
