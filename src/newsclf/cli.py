@@ -191,6 +191,13 @@ def train(
             "(0 = off; about twice the compute per step)."
         ),
     ] = _TRAIN.rdrop,
+    mlm_epochs: Annotated[
+        float,
+        typer.Option(
+            help="Within-task pre-training: epochs of masked-LM training on the training "
+            "rows' texts (never validation or test) before fine-tuning (0 = off)."
+        ),
+    ] = _TRAIN.mlm_epochs,
     resume: Annotated[
         bool,
         typer.Option(help="Continue the interrupted run in --output-dir from its last checkpoint."),
@@ -234,6 +241,7 @@ def train(
             layer_decay=layer_decay,
             average_last=average_last,
             rdrop=rdrop,
+            mlm_epochs=mlm_epochs,
             preprocessing=PreprocessingConfig(
                 clean=clean,
                 max_length=max_length,
@@ -280,6 +288,7 @@ _TUNE_SHARES_WITH_TRAIN = (
     "layer_decay",
     "average_last",
     "rdrop",
+    "mlm_epochs",
 )
 
 

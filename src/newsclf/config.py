@@ -153,6 +153,9 @@ class TrainingConfig:
     # R-Drop: weight of the consistency term between two dropout passes (0: off; each
     # training step then costs about twice as much).
     rdrop: float = 0.0
+    # Within-task pre-training: epochs of masked-LM training on the training split's texts
+    # before fine-tuning, at the same learning rate and batch size (0: off).
+    mlm_epochs: float = 0.0
     resume: bool = False
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
 
@@ -194,6 +197,8 @@ class TrainingConfig:
             raise InputError(f"--layer-decay must be in (0, 1], not {self.layer_decay}.")
         if self.rdrop < 0:
             raise InputError(f"--rdrop must not be negative, not {self.rdrop}.")
+        if self.mlm_epochs < 0:
+            raise InputError(f"--mlm-epochs must not be negative, not {self.mlm_epochs}.")
         if self.average_last < 0 or self.average_last == 1:
             raise InputError(
                 f"--average-last must be 0 (off) or at least 2 evaluations, not "

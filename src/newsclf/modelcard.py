@@ -58,6 +58,7 @@ def model_card(result: TrainResult) -> str:
         f"early-stopping patience {cfg.patience} on {cfg.metric}, seed {cfg.seed}"
         + (f", train seed {cfg.train_seed}" if cfg.train_seed is not None else "")
         + (f", R-Drop {cfg.rdrop}" if cfg.rdrop else "")
+        + (f", {cfg.mlm_epochs} epochs of masked-LM pre-training first" if cfg.mlm_epochs else "")
         + (f", layer-wise learning-rate decay {cfg.layer_decay}" if cfg.layer_decay < 1 else "")
         + _averaging_note(result)
         + ".",

@@ -77,7 +77,15 @@ def training_plan(plan: TrainingPlan) -> RenderableType:
     ]
     if plan.resumed_from:
         lines.append(f"resuming from [bold]{plan.resumed_from}[/]")
+    if plan.mlm_epochs:
+        lines.append(
+            f"first {plan.mlm_epochs:g} epochs of masked-LM pre-training on the train rows' texts"
+        )
     return Text.from_markup("\n".join(lines))
+
+
+def _loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def training_summary(result: TrainResult) -> RenderableType:
@@ -94,6 +102,13 @@ def training_summary(result: TrainResult) -> RenderableType:
         f"training     {training.wall_time_s:.0f} s wall, {training.samples_per_s:.1f} "
         f"samples/s on {training.device} ({training.precision})",
     ]
+    if result.pretraining:
+        mlm = result.pretraining
+        lines.append(
+            f"masked LM    {mlm.epochs:g} epochs on {mlm.rows:,} train rows, {mlm.steps} steps, "
+            f"loss {_loss(mlm.first_loss)} -> {_loss(mlm.last_loss)}, {mlm.seconds:.0f} s"
+            + (" (reused)" if mlm.reused else "")
+        )
     if result.averaging:
         avg = result.averaging
         lines.append(

@@ -6,6 +6,7 @@ RUN/train_config.json     the configuration, for --resume
 RUN/parity_sample.jsonl   labelled rows export checks parity on (validation; train without one)
 RUN/README.md             a short model card
 RUN/checkpoints/          Trainer checkpoints while training (removed at the end)
+RUN/mlm/                  the encoder after within-task masked-LM pre-training (--mlm-epochs)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from newsclf.errors import InputError, ModelError
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
 BEST_DIR = "best"
+MLM_DIR = "mlm"
 CHECKPOINTS_DIR = "checkpoints"
 PARITY_SAMPLE_FILE = "parity_sample.jsonl"
 MODEL_CARD_FILE = "README.md"

@@ -46,11 +46,13 @@ from newsclf.errors import InputError, ModelError, NewsclfError
 from newsclf.hub import hub_kwargs, offline_model_error, resolve_model
 from newsclf.metrics import ClassificationMetrics, classification_metrics
 from newsclf.modelcard import write_model_card
+from newsclf.pretraining import PretrainingStats, further_pretrain, load_encoder_into
 from newsclf.runs import (
     BEST_DIR,
     CHECKPOINTS_DIR,
     CONFIG_FILE,
     METRICS_FILE,
+    MLM_DIR,
     default_run_dir,
     write_parity_sample,
 )
@@ -159,6 +161,8 @@ class TrainingPlan:
     cores: int
     run_dir: Path
     resumed_from: str | None
+    # Masked-LM epochs before fine-tuning (0: none, or resumed past them).
+    mlm_epochs: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,8 @@ class TrainResult:
     config: TrainingConfig
     # Checkpoint averaging (`average_last`): both candidates' validation scores, which was kept.
     averaging: AveragingResult | None = None
+    # Within-task masked-LM pre-training (`mlm_epochs`); None when off or resumed past it.
+    pretraining: PretrainingStats | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     created: str = ""
 
@@ -237,6 +243,7 @@ class TrainResult:
             "steps": self.steps,
             "max_steps": self.max_steps,
             "averaging": asdict(self.averaging) if self.averaging else None,
+            "pretraining": asdict(self.pretraining) if self.pretraining else None,
             "test": self.test.to_dict() if self.test else None,
             "training": asdict(self.training),
             "environment": self.environment,
@@ -366,6 +373,12 @@ class NewsTrainer:
         self._prepare_run_dir(data.validation if len(data.validation) else train_set)
         if on_start is not None and self.is_main:
             on_start(self._plan(data, len(train_set), hardware, resume_from))
+        # A fine-tuning checkpoint already holds the pre-trained encoder's descendants.
+        pretraining = (
+            self._further_pretrain(model, tokenizer, train_set.texts, hardware)
+            if cfg.mlm_epochs and resume_from is None
+            else None
+        )
 
         train_ds = TokenizedTexts(train_set, tokenizer, pre.max_length)
         val_ds = (
@@ -439,6 +452,7 @@ class NewsTrainer:
             ),
             config=replace(cfg, preprocessing=pre),
             averaging=averaging,
+            pretraining=pretraining,
             environment=machine_summary(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
@@ -490,6 +504,29 @@ class NewsTrainer:
             raise ModelError(f"{source} is not a sequence-classification model: {exc}") from exc
         return model, tokenizer
 
+    def _further_pretrain(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        texts: list[str],
+        hardware: HardwareSetup,
+    ) -> PretrainingStats:
+        source, is_local = resolve_model(self.config.model)
+        with hardware.attention():
+            encoder, stats = further_pretrain(
+                source,
+                tokenizer,
+                texts,
+                self.config,
+                self._hardware_args(hardware),
+                hardware.pad_to_multiple_of,
+                self.run_dir / MLM_DIR,
+                hub_kwargs(is_local),
+                write=self.is_main,
+            )
+        load_encoder_into(model, encoder)
+        return stats
+
     def _prepare_run_dir(self, parity_rows: LabeledTexts) -> None:
         if not self.is_main:
             return
@@ -518,6 +555,7 @@ class NewsTrainer:
             cores=cpu_cores(),
             run_dir=self.run_dir,
             resumed_from=resumed_from,
+            mlm_epochs=self.config.mlm_epochs if resumed_from is None else 0.0,
         )
 
     def _last_checkpoint(self) -> str:
@@ -578,17 +616,23 @@ class NewsTrainer:
             metric_for_best_model=cfg.metric if evaluate else None,
             greater_is_better=True if evaluate else None,
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-            bf16=hardware.precision == "bf16",
-            fp16=hardware.precision == "fp16",
-            optim=hardware.optimizer,
-            use_cpu=hardware.device.type == "cpu",
             seed=cfg.data_order_seed,
             logging_steps=10,
             disable_tqdm=True,
             report_to="none",
             dataloader_num_workers=0,
             save_only_model=False,
+            **self._hardware_args(hardware),
         )
+
+    @staticmethod
+    def _hardware_args(hardware: HardwareSetup) -> dict[str, Any]:
+        return {
+            "bf16": hardware.precision == "bf16",
+            "fp16": hardware.precision == "fp16",
+            "optim": hardware.optimizer,
+            "use_cpu": hardware.device.type == "cpu",
+        }
 
     def _average_checkpoints(
         self,
@@ -677,6 +721,8 @@ class NewsTrainer:
         write_json_atomic(self.run_dir / METRICS_FILE, result.to_dict())
         write_model_card(result)
         shutil.rmtree(self.run_dir / CHECKPOINTS_DIR, ignore_errors=True)
+        # The pre-trained encoder is only kept for --resume; best/ descends from it.
+        shutil.rmtree(self.run_dir / MLM_DIR, ignore_errors=True)
 
 
 def load_training_data(cfg: TrainingConfig) -> TrainingData:

@@ -377,6 +377,7 @@ def train_command(config: TrainingConfig) -> str:
         "layer_decay",
         "average_last",
         "rdrop",
+        "mlm_epochs",
     ):
         value = getattr(config, name)
         if value != getattr(default, name):
