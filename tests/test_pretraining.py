@@ -9,14 +9,16 @@ from typing import Any
 import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, TrainerCallback
+from typer.testing import CliRunner
 
 import newsclf.training
+from newsclf.cli import app
 from newsclf.config import TrainingConfig
 from newsclf.errors import InputError
 from newsclf.pretraining import further_pretrain
 from newsclf.runs import MLM_DIR
 from newsclf.training import NewsTrainer
-from tests.conftest import tiny_training_config
+from tests.conftest import SAMPLE_DIR, tiny_training_config
 
 QUERY = "encoder.layer.0.attention.self.query.weight"
 
@@ -89,3 +91,35 @@ def test_a_finished_mlm_step_is_reused_not_repeated(tiny_bert_dir: Path, tmp_pat
 def test_mlm_epochs_must_not_be_negative() -> None:
     with pytest.raises(InputError, match="--mlm-epochs"):
         TrainingConfig(mlm_epochs=-1)
+
+
+def test_cli_train_reports_the_masked_lm_step(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "cli-run"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--model",
+            str(tiny_bert_dir),
+            "--train-file",
+            str(SAMPLE_DIR / "train.csv"),
+            "--output-dir",
+            str(run_dir),
+            "--epochs",
+            "1",
+            "--mlm-epochs",
+            "1",
+            "--max-length",
+            "32",
+            "--max-train-samples",
+            "64",
+            "--batch-size",
+            "16",
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["pretraining"]["rows"] == 64 and saved["pretraining"]["steps"] == 4
+    assert "first 1 epochs of masked-LM pre-training" in result.output
+    assert "masked LM    1 epochs on 64 train rows, 4 steps" in result.output

@@ -254,9 +254,15 @@ def train(
     if not trainer.is_main:  # under torchrun / accelerate launch, rank 0 alone prints
         trainer.train()
         return
-    trainer.callbacks.append(
+    samples_per_step = cfg.batch_size * cfg.grad_accum * trainer.world_size
+    trainer.callbacks.append(TrainingProgress(console, samples_per_step, metric=cfg.metric))
+    trainer.pretraining_callbacks.append(
         TrainingProgress(
-            console, cfg.batch_size * cfg.grad_accum * trainer.world_size, metric=cfg.metric
+            console,
+            cfg.batch_size * trainer.world_size,
+            metric=cfg.metric,
+            label="masked LM",
+            evaluations=False,
         )
     )
     result = trainer.train(on_start=lambda plan: console.print(training_plan(plan)))
@@ -434,6 +440,11 @@ def tune(
         cfg = trainer.config
         trainer.callbacks.append(
             TrainingProgress(console, cfg.batch_size * cfg.grad_accum, metric=cfg.metric)
+        )
+        trainer.pretraining_callbacks.append(
+            TrainingProgress(
+                console, cfg.batch_size, metric=cfg.metric, label="masked LM", evaluations=False
+            )
         )
         trained = trainer.train(on_start=lambda plan: console.print(training_plan(plan)))
         console.print(training_summary(trained))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -74,6 +76,7 @@ def further_pretrain(
     output_dir: Path,
     hub_kwargs: dict[str, bool],
     write: bool = True,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> tuple[dict[str, torch.Tensor], PretrainingStats]:
     """`cfg.mlm_epochs` of masked-LM training of `source` on `texts`.
 
@@ -115,6 +118,7 @@ def further_pretrain(
         data_collator=DataCollatorForLanguageModeling(
             tokenizer, mlm_probability=MLM_PROBABILITY, pad_to_multiple_of=pad_to_multiple_of
         ),
+        callbacks=list(callbacks),
     )
     trainer.remove_callback(PrinterCallback)
     trainer.train()

@@ -26,15 +26,24 @@ def evaluation_table() -> Table:
 
 class TrainingProgress(TrainerCallback):
     """Replaces the Trainer's tqdm bars and log printing: one bar (loss, lr, samples/s, ETA)
-    and a table that gains a row per evaluation."""
+    and a table that gains a row per evaluation (none for a step without evaluations, such
+    as masked-LM pre-training)."""
 
-    def __init__(self, console: Console, samples_per_step: int, metric: str) -> None:
+    def __init__(
+        self,
+        console: Console,
+        samples_per_step: int,
+        metric: str,
+        label: str = "train",
+        evaluations: bool = True,
+    ) -> None:
         self.console = console
+        self.evaluations = evaluations
         self.samples_per_step = samples_per_step
         self.metric = metric
         self.table = evaluation_table()
         self.progress = Progress(
-            TextColumn("[bold]train"),
+            TextColumn(f"[bold]{label}"),
             BarColumn(),
             TaskProgressColumn(),
             TextColumn("step {task.completed}/{task.total}"),
@@ -58,9 +67,8 @@ class TrainingProgress(TrainerCallback):
         )
         self._started = time.perf_counter()
         self._start_step = state.global_step
-        self._live = Live(
-            Group(self.table, self.progress), console=self.console, refresh_per_second=4
-        )
+        shown = Group(self.table, self.progress) if self.evaluations else self.progress
+        self._live = Live(shown, console=self.console, refresh_per_second=4)
         self._live.start()
 
     def on_step_end(

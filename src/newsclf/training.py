@@ -321,14 +321,21 @@ class NewsTrainer:
         config: the recipe, data and output folder.
         callbacks: Trainer callbacks (progress display, logging); the trainer adds early
             stopping itself.
+        pretraining_callbacks: Trainer callbacks for the masked-LM step (`mlm_epochs`).
 
     Raises:
         InputError: several processes and no `output_dir`.
     """
 
-    def __init__(self, config: TrainingConfig, callbacks: Sequence[TrainerCallback] = ()) -> None:
+    def __init__(
+        self,
+        config: TrainingConfig,
+        callbacks: Sequence[TrainerCallback] = (),
+        pretraining_callbacks: Sequence[TrainerCallback] = (),
+    ) -> None:
         self.config = config
         self.callbacks = list(callbacks)
+        self.pretraining_callbacks = list(pretraining_callbacks)
         self.world_size = world_size()
         self.is_main = is_main_process()
         if self.world_size > 1 and config.output_dir is None:
@@ -523,6 +530,7 @@ class NewsTrainer:
                 self.run_dir / MLM_DIR,
                 hub_kwargs(is_local),
                 write=self.is_main,
+                callbacks=self.pretraining_callbacks,
             )
         load_encoder_into(model, encoder)
         return stats
