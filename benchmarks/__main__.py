@@ -60,8 +60,7 @@ CLASSIFY_COLUMNS = [
 
 
 def classify_suite(args: argparse.Namespace) -> None:
-    from newsclf.export_folder import ExportFolder
-    from newsclf.runs import resolve_checkpoint
+    from newsclf.artifacts import ExportFolder, resolve_checkpoint
 
     model_dir, run_dir = resolve_checkpoint(args.model)
     export_dir = args.export or (run_dir or model_dir.parent) / "onnx"
@@ -182,7 +181,7 @@ def scale_suite(args: argparse.Namespace) -> None:
     import csv
 
     from benchmarks.rows import load_rows, write_csv
-    from newsclf.config import PreprocessingConfig
+    from newsclf.artifacts import PreprocessingConfig
 
     pre = PreprocessingConfig.load(args.model)
     work = Path(tempfile.mkdtemp(prefix="nbench-scale-"))
@@ -245,9 +244,9 @@ def make_model(args: argparse.Namespace) -> None:
     --export-device, exported (fp32, optimized, fp16) with parity checked there."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from newsclf.config import ExportConfig, PreprocessingConfig
-    from newsclf.export import export_onnx
-    from newsclf.hub import embedded_model_dir
+    from newsclf.artifacts import PreprocessingConfig
+    from newsclf.export import ExportConfig, export_onnx
+    from newsclf.training import embedded_model_dir
 
     labels = ["World", "Sports", "Business", "Sci/Tech"]
     tokenizer_dir = args.tokenizer or embedded_model_dir()
@@ -281,7 +280,7 @@ def gpu_assets(args: argparse.Namespace) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from newsclf.hub import embedded_model_dir
+    from newsclf.training import embedded_model_dir
 
     source = embedded_model_dir()
     model_dir = args.target / "minilm"

@@ -229,7 +229,7 @@ def _ort_static_int8(ctx: Context) -> tuple[Classify, str]:
     from transformers import AutoConfig, AutoTokenizer
 
     from newsclf.export import optimize_graph
-    from newsclf.sessions import create_session, run_logits
+    from newsclf.inference import create_session, run_logits
 
     assert ctx.export_dir is not None and ctx.calibration is not None
     tokenizer = AutoTokenizer.from_pretrained(ctx.export_dir)
@@ -290,11 +290,13 @@ def _newsclf(device: str, variant: str) -> Callable[[Context], tuple[Classify, s
     def build(ctx: Context) -> tuple[Classify, str]:
         import csv
 
-        from newsclf import Classifier, ClassifyConfig, classify_file
+        from newsclf import Classifier, ClassifierConfig, ClassifyConfig, classify_file
 
         assert ctx.export_dir is not None
         batch = ctx.batch_size if device == "cpu" else None  # the device's default on CUDA
-        classifier = Classifier(ctx.export_dir, device=device, variant=variant, batch_size=batch)  # type: ignore[arg-type]
+        classifier = Classifier(
+            ctx.export_dir, ClassifierConfig(device=device, variant=variant, batch_size=batch)
+        )  # type: ignore[arg-type]
         if classifier.device != device:
             raise SystemExit(f"asked for {device}, got {classifier.device}")
         source_cache: dict[int, Path] = {}

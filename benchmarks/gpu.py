@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from newsclf.atomic import write_json_atomic
+from newsclf.io import write_json_atomic
 
 # What the README recommends for the embedded model, and the recipe's defaults.
 EMBEDDED_SETTINGS = {"learning_rate": 5e-5, "batch_size": 16, "grad_accum": 1, "epochs": 4.0}
@@ -30,7 +30,7 @@ def probe(out: Path) -> dict[str, Any]:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from newsclf.sessions import CUDA, cuda_driver_present
+    from newsclf.inference import CUDA, cuda_driver_present
 
     rng = np.random.default_rng(0)
     weight = helper.make_tensor("W", TensorProto.FLOAT, [64, 64], rng.random(4096).astype("f4"))
@@ -74,6 +74,7 @@ def embedded(model: Path, data: Path, out: Path, quick: bool) -> dict[str, Any]:
 
     from newsclf import (
         Classifier,
+        ClassifierConfig,
         ClassifyConfig,
         ExportConfig,
         TrainingConfig,
@@ -115,7 +116,7 @@ def embedded(model: Path, data: Path, out: Path, quick: bool) -> dict[str, Any]:
     for device, variant in (("cuda", "fp16"), ("cuda", "fp32"), ("cpu", "fp32")):
         if device == "cuda" and not cuda:
             continue
-        classifier = Classifier(export.output_dir, device=device, variant=variant)  # type: ignore[arg-type]
+        classifier = Classifier(export.output_dir, ClassifierConfig(device=device, variant=variant))  # type: ignore[arg-type]
         result = classify_file(
             data / "test.csv",
             classifier,

@@ -10,8 +10,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from newsclf.atomic import write_json_atomic, write_text_atomic
 from newsclf.environment import machine_summary
+from newsclf.io import write_json_atomic, write_text_atomic
 
 # NEWSCLF_RESULTS redirects a rehearsal's results away from the committed folder.
 RESULTS_DIR = Path(os.environ.get("NEWSCLF_RESULTS", Path(__file__).resolve().parent / "results"))

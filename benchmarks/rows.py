@@ -7,9 +7,8 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsclf.config import PreprocessingConfig
-from newsclf.tables import read_table
-from newsclf.text import choose_text_columns, texts_from_rows
+from newsclf.artifacts import PreprocessingConfig
+from newsclf.io import choose_text_columns, read_table, texts_from_rows
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from benchmarks.rows import load_rows
-from newsclf.config import PreprocessingConfig
-from newsclf.runs import BEST_DIR
-from newsclf.techniques import WeightSnapshot, average_weights
+from newsclf.artifacts import PreprocessingConfig, RunFolder
+from newsclf.combine import average_weights
 from newsclf.training import predict_logits
 
 BATCH_SIZE = 64
@@ -32,11 +31,13 @@ def _accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 
 def evaluate_group(runs: list[Path], test_file: Path) -> dict[str, float]:
-    first = runs[0] / BEST_DIR
+    first = RunFolder(runs[0]).best_dir
     pre = PreprocessingConfig.load(first)
     tokenizer = AutoTokenizer.from_pretrained(str(first))
     rows = load_rows(test_file, None, pre)
-    models = [AutoModelForSequenceClassification.from_pretrained(str(r / BEST_DIR)) for r in runs]
+    models = [
+        AutoModelForSequenceClassification.from_pretrained(str(RunFolder(r).best_dir)) for r in runs
+    ]
     label_ids = {name: i for i, name in models[0].config.id2label.items()}
     labels = np.array([label_ids[name] for name in rows.labels])
 
@@ -49,9 +50,7 @@ def evaluate_group(runs: list[Path], test_file: Path) -> dict[str, float]:
     scores["mean of runs"] = float(np.mean(list(scores.values())))
     scores["ensemble"] = _accuracy(np.mean(per_run, axis=0), labels)
     souped = models[0]
-    souped.load_state_dict(
-        average_weights(WeightSnapshot(i, m.state_dict()) for i, m in enumerate(models))
-    )
+    souped.load_state_dict(average_weights([m.state_dict() for m in models]))
     scores["uniform soup"] = _accuracy(probabilities(souped), labels)
     return scores
 

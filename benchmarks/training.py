@@ -35,7 +35,7 @@ def _model_folder(model: str, work: Path) -> str:
 
 def _rows_file(data: Path, rows: int, work: Path) -> Path:
     from benchmarks.rows import load_rows, write_csv
-    from newsclf.config import PreprocessingConfig
+    from newsclf.artifacts import PreprocessingConfig
 
     return write_csv(load_rows(data, rows, PreprocessingConfig()), work / "train.csv")
 
@@ -81,11 +81,8 @@ def default_setup(
         TrainingArguments,
     )
 
-    from newsclf.data import LabeledTexts, label_names_from
-    from newsclf.hub import resolve_model
-    from newsclf.tables import read_table
-    from newsclf.text import choose_text_columns, texts_from_rows
-    from newsclf.training import StepClock, TokenizedTexts
+    from newsclf.io import choose_text_columns, label_names_from, read_table, texts_from_rows
+    from newsclf.training import LabeledTexts, StepClock, TokenizedTexts, resolve_model
 
     source, _ = resolve_model(model)
     columns, chunk = read_table(train_file)

@@ -26,7 +26,7 @@ def main() -> None:
     def say(message: dict[str, object]) -> None:
         protocol.write(json.dumps(message) + "\n")
 
-    from newsclf.config import PreprocessingConfig
+    from newsclf.artifacts import PreprocessingConfig
 
     engine = REGISTRY[spec["engine"]]
     model_dir = Path(spec["model_dir"])

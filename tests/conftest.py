@@ -38,8 +38,8 @@ def sample_rows(name: str) -> list[dict[str, str]]:
 def sample_training_data(best_dir: Path, with_test: bool = True):  # type: ignore[no-untyped-def]
     """The sample data split as the tiny runs split it (10% validation, seed 42), read with
     the preprocessing saved in `best_dir`."""
-    from newsclf.config import PreprocessingConfig
-    from newsclf.data import load_local_data
+    from newsclf.artifacts import PreprocessingConfig
+    from newsclf.training import load_local_data
 
     pre = PreprocessingConfig.load(best_dir)
     return load_local_data(
@@ -126,7 +126,8 @@ def tiny_distilbert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_training_config(model_dir: Path, output_dir: Path, **overrides: object):  # type: ignore[no-untyped-def]
-    from newsclf.config import PreprocessingConfig, TrainingConfig
+    from newsclf.artifacts import PreprocessingConfig
+    from newsclf.training import TrainingConfig
 
     settings: dict[str, object] = {
         "model": str(model_dir),
@@ -161,7 +162,6 @@ def tiny_run(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run):  # type: ignore[no-untyped-def]
     """The tiny run exported with every CPU variant."""
-    from newsclf.config import ExportConfig
-    from newsclf.export import export_onnx
+    from newsclf.export import ExportConfig, export_onnx
 
     return export_onnx(tiny_run.run_dir, None, ExportConfig(optimize=True, quantize="int8"))

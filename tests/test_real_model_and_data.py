@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsclf.data import load_local_data
-from newsclf.hub import embedded_model_dir, resolve_model
+from newsclf.training import embedded_model_dir, load_local_data, resolve_model
 from tests.conftest import SHARED_AG_NEWS
 
 needs_shared_data = pytest.mark.skipif(
@@ -61,8 +60,8 @@ def test_embedded_model_export_matches_pytorch(tmp_path: Path) -> None:
     """A real 6-layer, 384-wide BERT (classifier head untrained): fp32 parity at 1e-4."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from newsclf.config import ExportConfig, PreprocessingConfig
-    from newsclf.export import export_onnx
+    from newsclf.artifacts import PreprocessingConfig
+    from newsclf.export import ExportConfig, export_onnx
 
     best = tmp_path / "run" / "best"
     source = embedded_model_dir()

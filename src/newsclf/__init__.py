@@ -1,105 +1,71 @@
 """newsclf: fine-tune BERT on news topics, export to ONNX with proven parity, classify fast.
 
-    from newsclf import Classifier, TrainingConfig, train, export_onnx
+    from newsclf import Classifier, ExportConfig, TrainingConfig, export_onnx, train
 
     run = train(TrainingConfig(model="embedded", train_file="train.csv", test_file="test.csv"))
     export = export_onnx(run.run_dir, config=ExportConfig(quantize="int8"))
-    clf = Classifier(export.output_dir)
-    clf.predict(["Stocks rally as rates fall"]).labels
+    Classifier(export.output_dir).predict(["Stocks rally as rates fall"]).labels
 
 Names are imported on first use, so `import newsclf` stays light (no torch, no CUDA).
 """
 
-from __future__ import annotations
+from typing import TYPE_CHECKING
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from newsclf.lazy import lazy_exports
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
-# Public name -> module that defines it.
-_EXPORTS = {
-    "Classifier": "newsclf.classifier",
-    "Predictions": "newsclf.classifier",
-    "ClassifierInfo": "newsclf.classifier",
-    "classify_file": "newsclf.classify",
-    "ClassifyResult": "newsclf.classify",
-    "train": "newsclf.training",
-    "NewsTrainer": "newsclf.training",
-    "TrainResult": "newsclf.training",
-    "TrainingPlan": "newsclf.training",
-    "export_onnx": "newsclf.export",
-    "ExportResult": "newsclf.export",
-    "ExportFolder": "newsclf.export_folder",
-    "make_soup": "newsclf.soup",
-    "SoupResult": "newsclf.soup",
-    "PredictionEnsemble": "newsclf.ensemble",
-    "TrainingConfig": "newsclf.config",
-    "PreprocessingConfig": "newsclf.config",
-    "ExportConfig": "newsclf.config",
-    "ClassifierConfig": "newsclf.config",
-    "ClassifyConfig": "newsclf.config",
-    "ClassificationMetrics": "newsclf.metrics",
-    "NewsclfError": "newsclf.errors",
-    "InputError": "newsclf.errors",
-    "ModelError": "newsclf.errors",
-    "OfflineError": "newsclf.errors",
-    "ParityError": "newsclf.errors",
-    "ProviderError": "newsclf.errors",
-}
-__all__ = [
-    "ClassificationMetrics",
-    "Classifier",
-    "ClassifierConfig",
-    "ClassifierInfo",
-    "ClassifyConfig",
-    "ClassifyResult",
-    "ExportConfig",
-    "ExportFolder",
-    "ExportResult",
-    "InputError",
-    "ModelError",
-    "NewsTrainer",
-    "NewsclfError",
-    "OfflineError",
-    "ParityError",
-    "PredictionEnsemble",
-    "Predictions",
-    "PreprocessingConfig",
-    "ProviderError",
-    "SoupResult",
-    "TrainResult",
-    "TrainingConfig",
-    "TrainingPlan",
-    "classify_file",
-    "export_onnx",
-    "make_soup",
-    "train",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'newsclf' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
-
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        # training
+        "TrainingConfig": "training",
+        "train": "training",
+        "NewsTrainer": "training",
+        "TrainResult": "training",
+        "TrainingPlan": "training",
+        # tuning and combining runs
+        "TuneConfig": "tuning",
+        "TuneResult": "tuning",
+        "tune": "tuning",
+        "make_soup": "combine",
+        "SoupResult": "combine",
+        "PredictionEnsemble": "combine",
+        # export
+        "ExportConfig": "export",
+        "ExportResult": "export",
+        "export_onnx": "export",
+        # inference
+        "Classifier": "inference",
+        "ClassifierConfig": "inference",
+        "ClassifierInfo": "inference",
+        "Predictions": "inference",
+        "ClassifyConfig": "inference",
+        "ClassifyResult": "inference",
+        "classify_file": "inference",
+        # Ray
+        "RayConfig": "integrations.ray",
+        "RayClassifyResult": "integrations.ray",
+        "classify_with_ray": "integrations.ray",
+        # formats and shared types
+        "PreprocessingConfig": "artifacts",
+        "ExportFolder": "artifacts",
+        "RunFolder": "artifacts",
+        "ClassificationMetrics": "metrics",
+        # errors, each with its exit code
+        "NewsclfError": "errors",
+        "InputError": "errors",
+        "ModelError": "errors",
+        "OfflineError": "errors",
+        "ParityError": "errors",
+        "ProviderError": "errors",
+        "SearchError": "errors",
+    },
+)
 
 if TYPE_CHECKING:
-    from newsclf.classifier import Classifier, ClassifierInfo, Predictions
-    from newsclf.classify import ClassifyResult, classify_file
-    from newsclf.config import (
-        ClassifierConfig,
-        ClassifyConfig,
-        ExportConfig,
-        PreprocessingConfig,
-        TrainingConfig,
-    )
+    from newsclf.artifacts import ExportFolder, PreprocessingConfig, RunFolder
+    from newsclf.combine import PredictionEnsemble, SoupResult, make_soup
     from newsclf.errors import (
         InputError,
         ModelError,
@@ -107,9 +73,19 @@ if TYPE_CHECKING:
         OfflineError,
         ParityError,
         ProviderError,
+        SearchError,
     )
-    from newsclf.export import ExportResult, export_onnx
-    from newsclf.export_folder import ExportFolder
+    from newsclf.export import ExportConfig, ExportResult, export_onnx
+    from newsclf.inference import (
+        Classifier,
+        ClassifierConfig,
+        ClassifierInfo,
+        ClassifyConfig,
+        ClassifyResult,
+        Predictions,
+        classify_file,
+    )
+    from newsclf.integrations.ray import RayClassifyResult, RayConfig, classify_with_ray
     from newsclf.metrics import ClassificationMetrics
-    from newsclf.soup import SoupResult, make_soup
-    from newsclf.training import NewsTrainer, TrainingPlan, TrainResult, train
+    from newsclf.training import NewsTrainer, TrainingConfig, TrainingPlan, TrainResult, train
+    from newsclf.tuning import TuneConfig, TuneResult, tune

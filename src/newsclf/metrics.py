@@ -16,6 +16,11 @@ from sklearn.metrics import (
 from newsclf.errors import InputError
 
 
+def percent(value: float | None, missing: str = "-") -> str:
+    """0.9134 -> '91.34%'; `missing` for None."""
+    return missing if value is None else f"{100 * value:.2f}%"
+
+
 @dataclass(frozen=True)
 class ClassScores:
     precision: float

@@ -1,0 +1,347 @@
+"""rich renderables for what the library returns. Rendering only: no computation here.
+
+Every string that comes from the user (paths, texts, class names, column names) reaches rich
+as `Text`, never as markup: a text holding "[/b]" is printed, not interpreted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from newsclf.metrics import ClassificationMetrics, percent
+
+if TYPE_CHECKING:
+    from newsclf.combine import SoupResult
+    from newsclf.export import ExportResult
+    from newsclf.inference import ClassifyResult
+    from newsclf.integrations.ray import RayClassifyResult
+    from newsclf.training import TrainingPlan, TrainResult
+    from newsclf.tuning import TrialRecord, TuneResult
+
+
+def _table(title: str, caption: str | None = None) -> Table:
+    return Table(
+        title=Text(title),
+        title_justify="left",
+        caption=Text(caption) if caption else None,
+        caption_justify="left",
+    )
+
+
+def _panel(lines: Sequence[str], title: str) -> Panel:
+    return Panel(Text("\n".join(lines)), title=Text(title), expand=False)
+
+
+def metrics_table(metrics: ClassificationMetrics, title: str = "Per class") -> Table:
+    table = _table(title)
+    table.add_column("class")
+    for name in ("precision", "recall", "F1", "support"):
+        table.add_column(name, justify="right")
+    for name, scores in metrics.per_class.items():
+        table.add_row(
+            Text(name),
+            percent(scores.precision),
+            percent(scores.recall),
+            percent(scores.f1),
+            f"{scores.support:,}",
+        )
+    return table
+
+
+def confusion_table(metrics: ClassificationMetrics) -> Table:
+    """Rows are true labels, columns predictions; the diagonal green, errors red by weight."""
+    # The header cell says which axis is which; a longer title would wrap on narrow tables.
+    table = _table("Confusion matrix")
+    table.add_column(Text("true \\ predicted"))
+    for name in metrics.labels:
+        table.add_column(Text(name), justify="right")
+    matrix = metrics.confusion_matrix
+    largest_error = max(
+        (c for t, row in enumerate(matrix) for p, c in enumerate(row) if t != p), default=0
+    )
+    for t, row in enumerate(matrix):
+        cells = []
+        for p, count in enumerate(row):
+            if t == p:
+                style = "bold green"
+            elif count and largest_error:
+                style = "bold red" if count >= largest_error / 2 else "red"
+            else:
+                style = "dim"
+            cells.append(Text(f"{count:,}", style=style))
+        table.add_row(Text(metrics.labels[t]), *cells)
+    return table
+
+
+def training_plan(plan: TrainingPlan) -> RenderableType:
+    text = Text.assemble(
+        ("newsclf train", "bold"),
+        f" {plan.model} on {plan.source}: {plan.train_rows:,} train / "
+        f"{plan.validation_rows:,} validation / {plan.test_rows:,} test rows, "
+        f"{len(plan.label_names)} classes\ndevice ",
+        (plan.device, "bold"),
+        ", precision ",
+        (plan.precision, "bold"),
+        f", {plan.threads} threads on {plan.cores} cores; run dir {plan.run_dir}",
+    )
+    if plan.resumed_from:
+        text.append("\nresuming from ")
+        text.append(plan.resumed_from, style="bold")
+    return text
+
+
+def training_summary(result: TrainResult) -> RenderableType:
+    training = result.training
+    best = result.best
+    lines = [
+        f"run dir      {result.run_dir}",
+        (
+            f"best         {best.metric} {percent(best.value)} at step {best.step}"
+            + ("  (stopped early)" if result.stopped_early else "")
+            if result.data.validation_rows
+            else f"kept         the last weights (step {best.step}): no validation split"
+        ),
+        f"training     {training.wall_time_s:.0f} s wall, {training.samples_per_s:.1f} "
+        f"samples/s on {training.device} ({training.precision})",
+    ]
+    parts: list[RenderableType] = []
+    if result.test:
+        lines.append(
+            f"test         accuracy {percent(result.test.accuracy)}, macro-F1 "
+            f"{percent(result.test.f1_macro)} on {result.test.rows:,} rows"
+        )
+        parts += [metrics_table(result.test, "Test, per class"), confusion_table(result.test)]
+    return Group(_panel(lines, "newsclf train"), *parts)
+
+
+def soup_summary(result: SoupResult) -> RenderableType:
+    """Each ingredient's validation score, then the soup's and the ensemble's."""
+    table = _table(f"newsclf soup ({result.method}): {result.run_dir}")
+    table.add_column("run", overflow="fold")
+    table.add_column(f"validation {result.metric}", justify="right")
+    for item in result.ingredients:
+        table.add_row(Text(str(item.run_dir)), percent(item.validation_score))
+    kept = "ensemble" if result.method == "ensemble" else "soup"
+    lines = [
+        f"{len(result.ingredients)} runs on validation {result.metric} "
+        f"({result.validation_rows:,} rows, fp32): weights averaged (soup) "
+        f"{percent(result.soup_validation_score)}, predictions averaged (ensemble, one forward "
+        f"pass per run) {percent(result.ensemble_validation_score)}; kept: the {kept}"
+    ]
+    if result.test:
+        lines.append(
+            f"test: accuracy {percent(result.test.accuracy)}, macro-F1 "
+            f"{percent(result.test.f1_macro)} on {result.test.rows:,} rows"
+        )
+    parts: list[RenderableType] = [table, Text("\n".join(lines))]
+    if result.test:
+        parts += [metrics_table(result.test, "Test, per class"), confusion_table(result.test)]
+    return Group(*parts)
+
+
+def export_table(result: ExportResult) -> RenderableType:
+    """One row per exported variant: size, parity figures and speed."""
+    table = _table(
+        f"ONNX export: {result.output_dir}",
+        "agree: same label as PyTorch on the parity texts; all shapes: also on short "
+        "fragments and max-length truncations. ms: median per batch.",
+    )
+    for name in ("variant", "MB", "max |Δ|", "agree", "all shapes", "acc Δ", "ms", "on", "ok"):
+        table.add_column(
+            name, justify="left" if name in ("variant", "on") else "right", no_wrap=True
+        )
+    for v in result.variants:
+        delta = v.accuracy_delta
+        table.add_row(
+            v.variant,
+            f"{v.size_bytes / 1e6:,.1f}",
+            f"{v.max_abs_diff:.1e}",
+            percent(v.label_agreement),
+            percent(v.label_agreement_all_shapes),
+            "-" if delta is None else f"{100 * delta:+.2f}",
+            f"{v.ms_per_batch:.0f}",
+            Text(v.provider.replace("ExecutionProvider", "")),
+            Text("pass", style="bold green") if v.passed else Text("FAIL", style="bold red"),
+        )
+    notes = [f"parity texts: {result.parity_source}"]
+    if result.int8_recipe:
+        notes.append(f"int8 recipe: {result.int8_recipe}")
+    notes += [
+        f"note: {v.variant}: {v.fallback_reason}" for v in result.variants if v.fallback_reason
+    ]
+    return Group(table, Text("\n".join(notes)))
+
+
+def classify_summary(result: ClassifyResult) -> Panel:
+    info = result.classifier
+    stages = result.stages
+    batching = f"batch {info.batch_size}"
+    if info.max_batch_tokens:
+        batching += f" rows / {info.max_batch_tokens:,} tokens"
+    lines = [
+        f"input        {result.input}  ->  {result.output}",
+        f"model        {info.model}",
+        f"variant      {info.variant} on {info.provider} (device {info.device}, {batching})",
+        f"rows         {result.rows:,} in {result.wall_s:.2f} s: "
+        f"{result.rows_per_s:,.1f} rows/s, {result.tokens_per_s:,.0f} tokens/s, "
+        f"padding +{100 * result.padding_overhead:.1f}%",
+        f"time in      reading {stages.read_s:.2f} s, tokenizing {stages.tokenize_s:.2f} s, "
+        f"inference {stages.inference_s:.2f} s, writing {stages.write_s:.2f} s"
+        + (" (reading and tokenizing overlap inference)" if stages.overlapped else ""),
+    ]
+    if result.peak_rss_mb:
+        lines.append(f"peak memory  {result.peak_rss_mb:,.0f} MB")
+    notes = []
+    if info.fallback_reason:
+        notes.append(Text(f"note: {info.fallback_reason}", style="bold yellow"))
+    if result.empty_text_rows:
+        notes.append(
+            Text(
+                f"{result.empty_text_rows:,} rows had empty text (classified anyway)",
+                style="yellow",
+            )
+        )
+    if result.skipped_lines:
+        shown = ", ".join(str(s.line) for s in result.skipped_lines[:20])
+        more = len(result.skipped_lines) - 20
+        notes.append(
+            Text(
+                f"{len(result.skipped_lines):,} malformed lines skipped (no prediction written): "
+                f"{shown}{f' and {more} more' if more > 0 else ''}",
+                style="yellow",
+            )
+        )
+    if result.unknown_labels:
+        listed = ", ".join(f"{k!r} x{v}" for k, v in list(result.unknown_labels.items())[:10])
+        notes.append(
+            Text(
+                f"labels the model does not know, excluded from the metrics: {listed}",
+                style="yellow",
+            )
+        )
+    if result.unlabelled_rows:
+        notes.append(
+            Text(
+                f"{result.unlabelled_rows:,} rows without a label, excluded from the metrics",
+                style="yellow",
+            )
+        )
+    body: list[RenderableType] = [Text("\n".join(lines)), *notes]
+    return Panel(Group(*body), title="newsclf classify", expand=False)
+
+
+def evaluation_summary(result: ClassifyResult) -> RenderableType:
+    metrics = result.metrics
+    if metrics is None:
+        return Text("no labels: nothing to evaluate")
+    head = Text(
+        f"accuracy {percent(metrics.accuracy)}   macro-F1 {percent(metrics.f1_macro)}   "
+        f"weighted-F1 {percent(metrics.f1_weighted)}   on {result.labelled_rows:,} labelled rows",
+        style="bold",
+    )
+    parts: list[RenderableType] = [head, metrics_table(metrics), confusion_table(metrics)]
+    if result.confusions:
+        table = _table("Most frequent confusions")
+        for name in ("true", "predicted", "count", "example"):
+            table.add_column(name, overflow="fold")
+        for c in result.confusions:
+            example = c.example if len(c.example) <= 120 else c.example[:117] + "..."
+            table.add_row(Text(c.true), Text(c.predicted), f"{c.count:,}", Text(example))
+        parts.append(table)
+    return Group(*parts)
+
+
+_PARAM_HEADERS = {
+    "learning_rate": "lr",
+    "batch_size": "batch",
+    "epochs": "epochs",
+    "weight_decay": "wd",
+    "warmup_ratio": "warmup",
+}
+_STATE_STYLES = {"complete": "green", "pruned": "yellow", "fail": "bold red", "running": "cyan"}
+
+
+def _param(name: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if name == "learning_rate":
+        return f"{value:.2e}"
+    return f"{value:.3g}"
+
+
+def trials_table(records: Sequence[TrialRecord], metric: str, searched: Sequence[str]) -> Table:
+    """One row per trial: its searched parameters, validation metric, state and time. A running
+    or pruned trial shows its last reported metric, dimmed."""
+    table = _table(f"Trials (validation {metric})")
+    table.add_column("trial", justify="right")
+    for name in searched:
+        table.add_column(_PARAM_HEADERS.get(name, name), justify="right")
+    for name in (metric, "evals", "state", "time"):
+        table.add_column(name, justify="right" if name != "state" else "left")
+    best = max(
+        (r.value for r in records if r.state == "complete" and r.value is not None), default=None
+    )
+    for r in sorted(records, key=lambda r: r.number):
+        seconds = r.duration_s if r.duration_s is not None else time.time() - r.started
+        if r.value is None:
+            value = Text("-", style="dim")
+        elif r.state == "complete":
+            value = Text(percent(r.value), style="bold green" if r.value == best else "")
+        else:
+            value = Text(percent(r.value), style="dim")
+        table.add_row(
+            str(r.number),
+            *(_param(name, r.params.get(name)) for name in searched),
+            value,
+            str(r.evaluations),
+            Text(r.state, style=_STATE_STYLES.get(r.state, "")),
+            f"{seconds:.0f} s",
+        )
+    return table
+
+
+def tune_summary(result: TuneResult) -> RenderableType:
+    """The best trial, its parameters, the trial counts and files; the CLI prints the train
+    command after it, unwrapped."""
+    states = ", ".join(f"{n} {s}" for s, n in sorted(result.states.items()))
+    params = "  ".join(
+        f"{name} {_param(name, value)}" + ("" if name in result.searched else " (fixed)")
+        for name, value in result.best_params.items()
+    )
+    lines = [
+        f"best trial   {result.best_trial}: validation {result.metric} "
+        f"{percent(result.best_value)}",
+        f"parameters   {params}",
+        f"trials       {states}",
+        f"study        {result.study_path}  (continue with --resume)",
+        f"results      {result.best_path}, {result.trials_path}",
+        "train it on all training rows (test data, if given, only for the report):",
+    ]
+    return _panel(lines, "newsclf tune")
+
+
+def ray_workers_table(result: RayClassifyResult) -> Table:
+    """Throughput overall and per Ray worker (busy seconds: cleaning, tokenizing, inference)."""
+    table = _table(
+        f"Ray workers ({len(result.workers)}; cluster {result.ray_address}, started or joined "
+        f"in {result.startup_s:.1f} s): {result.rows_per_s:,.1f} rows/s overall"
+    )
+    for name in ("worker", "pid", "batches", "rows", "busy s", "rows/s"):
+        table.add_column(name, justify="left" if name == "worker" else "right")
+    for w in result.workers:
+        table.add_row(
+            w.worker[:12],
+            str(w.pid),
+            f"{w.batches:,}",
+            f"{w.rows:,}",
+            f"{w.busy_s:.2f}",
+            f"{w.rows_per_s:,.1f}",
+        )
+    return table

@@ -1,0 +1,48 @@
+"""`newsclf export --onnx`: conversion (`convert`) and validation (`parity`) as separate steps,
+and `export_onnx`, which writes an export folder only when every variant matches PyTorch."""
+
+from typing import TYPE_CHECKING
+
+from newsclf.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "ExportConfig": "config",
+        "Quantize": "config",
+        "export_fp32": "convert",
+        "optimize_graph": "convert",
+        "convert_fp16": "convert",
+        "quantize_int8": "convert",
+        "model_input_names": "convert",
+        "INT8_RECIPES": "convert",
+        "ParityChecker": "parity",
+        "VariantParity": "parity",
+        "parity_cases": "parity",
+        "encode": "parity",
+        "export_onnx": "exporter",
+        "ExportResult": "exporter",
+        "load_checkpoint": "exporter",
+        "load_for_export": "exporter",
+        "quantize_checked": "exporter",
+    },
+)
+
+if TYPE_CHECKING:
+    from newsclf.export.config import ExportConfig, Quantize
+    from newsclf.export.convert import (
+        INT8_RECIPES,
+        convert_fp16,
+        export_fp32,
+        model_input_names,
+        optimize_graph,
+        quantize_int8,
+    )
+    from newsclf.export.exporter import (
+        ExportResult,
+        export_onnx,
+        load_checkpoint,
+        load_for_export,
+        quantize_checked,
+    )
+    from newsclf.export.parity import ParityChecker, VariantParity, encode, parity_cases

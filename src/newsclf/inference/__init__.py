@@ -1,0 +1,80 @@
+"""Inference: ONNX Runtime (or OpenVINO) sessions whose provider is checked, the `Classifier`,
+and the classify pipeline (`classify_file`, shared with the Ray engine)."""
+
+from typing import TYPE_CHECKING
+
+from newsclf.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "ClassifierConfig": "config",
+        "ClassifyConfig": "config",
+        "Device": "config",
+        "Variant": "config",
+        "OnError": "config",
+        "Classifier": "classifier",
+        "ClassifierInfo": "classifier",
+        "Predictions": "classifier",
+        "BatchStats": "classifier",
+        "token_budget_batches": "classifier",
+        "softmax": "classifier",
+        "classify_file": "classify",
+        "ClassifyResult": "pipeline",
+        "Evaluation": "pipeline",
+        "OutputPlan": "pipeline",
+        "ProgressCallback": "pipeline",
+        "RunCounts": "pipeline",
+        "StageTimes": "pipeline",
+        "output_target": "pipeline",
+        "peak_rss_mb": "pipeline",
+        "PREDICTED_COLUMN": "pipeline",
+        "CONFIDENCE_COLUMN": "pipeline",
+        "CUDA": "sessions",
+        "CPU": "sessions",
+        "open_session": "sessions",
+        "create_session": "sessions",
+        "run_logits": "sessions",
+        "quiet_onnxruntime": "sessions",
+        "cuda_driver_present": "sessions",
+    },
+)
+
+if TYPE_CHECKING:
+    from newsclf.inference.classifier import (
+        BatchStats,
+        Classifier,
+        ClassifierInfo,
+        Predictions,
+        softmax,
+        token_budget_batches,
+    )
+    from newsclf.inference.classify import classify_file
+    from newsclf.inference.config import (
+        ClassifierConfig,
+        ClassifyConfig,
+        Device,
+        OnError,
+        Variant,
+    )
+    from newsclf.inference.pipeline import (
+        CONFIDENCE_COLUMN,
+        PREDICTED_COLUMN,
+        ClassifyResult,
+        Evaluation,
+        OutputPlan,
+        ProgressCallback,
+        RunCounts,
+        StageTimes,
+        output_target,
+        peak_rss_mb,
+    )
+    from newsclf.inference.sessions import (
+        CPU,
+        CUDA,
+        create_session,
+        cuda_driver_present,
+        open_session,
+        quiet_onnxruntime,
+        run_logits,
+    )

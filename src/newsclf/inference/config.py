@@ -1,0 +1,112 @@
+"""How an export runs (`ClassifierConfig`) and how a file is read and written
+(`ClassifyConfig`): every classify option, its default and its help, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from newsclf.io import TableFormat, parse_text_columns
+from newsclf.options import check_choice, check_positive, option
+
+Device = Literal["auto", "cuda", "cpu"]
+Variant = Literal["auto", "fp32", "optimized", "fp16", "int8", "openvino"]
+OnError = Literal["raise", "skip"]
+
+RUNTIME = "Runtime"
+FILES = "Input and output"
+
+# Where --label-column is not given, a column of this name makes the run an evaluation.
+DEFAULT_LABEL_COLUMN = "label"
+
+
+@dataclass
+class ClassifierConfig:
+    """How an export runs: device, variant, batching, threads."""
+
+    device: Device = option(
+        "auto", help="Where to run: auto (CUDA when it works), cuda, cpu.", panel=RUNTIME
+    )
+    variant: Variant = option(
+        "auto",
+        help="Model variant; auto: the fastest the export holds for the device.",
+        panel=RUNTIME,
+    )
+    # Rows per batch (rows are sorted by length first, so batches pad little).
+    batch_size: int | None = option(
+        None,
+        help="Rows per inference batch. Default: 32 on the CPU, 1024 on CUDA.",
+        panel=RUNTIME,
+    )
+    max_batch_tokens: int | None = option(
+        None,
+        help="Padded tokens (rows x longest row) per batch. Default: no cap on the CPU, "
+        "65536 on CUDA.",
+        panel=RUNTIME,
+    )
+    threads: int | None = option(
+        None, help="CPU threads for inference. Default: one per core.", panel=RUNTIME
+    )
+
+    # Defaults per device. On the CPU, 32 rows (larger batches were slower: cache); on CUDA,
+    # large batches bounded by tokens so that long and short rows cost the GPU alike.
+    CPU_BATCH: ClassVar[tuple[int, int | None]] = (32, None)
+    CUDA_BATCH: ClassVar[tuple[int, int | None]] = (1024, 65536)
+
+    def __post_init__(self) -> None:
+        check_choice("--device", self.device, Device)
+        check_choice("--variant", self.variant, Variant)
+        check_positive("--batch-size", self.batch_size, allow_none=True)
+        check_positive("--max-batch-tokens", self.max_batch_tokens, allow_none=True)
+        check_positive("--threads", self.threads, allow_none=True)
+
+    def batching_for(self, device: str) -> tuple[int, int | None]:
+        """(rows, padded tokens) per batch on `device` ('cpu' or 'cuda')."""
+        rows, tokens = self.CUDA_BATCH if device == "cuda" else self.CPU_BATCH
+        if self.batch_size is not None:
+            rows = self.batch_size
+            # An explicit row count alone means exactly that many rows.
+            tokens = self.max_batch_tokens
+        elif self.max_batch_tokens is not None:
+            tokens = self.max_batch_tokens
+        return rows, tokens
+
+
+@dataclass
+class ClassifyConfig:
+    """How a file is read and its predictions written."""
+
+    format: TableFormat | None = option(
+        None, help="Input format (default: from the extension; sniffed on stdin).", panel=FILES
+    )
+    text_columns: list[str] = option(
+        default_factory=list,
+        help="Text column(s), comma-separated. Default: as the model was trained.",
+        flag="--text-column",
+        panel=FILES,
+        cli_type=str | None,
+        parse=parse_text_columns,
+    )
+    label_column: str | None = option(
+        None,
+        help="Label column: the run is then also an evaluation. Default: 'label' where the "
+        "input has it; a column named here must exist.",
+        panel=FILES,
+    )
+    probabilities: bool = option(
+        False, help="Add one probability column per class.", flag="--probabilities", panel=FILES
+    )
+    on_error: OnError = option(
+        "raise", help="Malformed rows: raise (stop) or skip (report their lines).", panel=FILES
+    )
+    # Rows read, tokenized, sorted by length and written as one unit; bounds memory.
+    chunk_rows: int = option(
+        4096, help="Rows read, sorted and written together (bounds memory).", panel=RUNTIME
+    )
+
+    def __post_init__(self) -> None:
+        if self.format is not None:
+            check_choice("--format", self.format, TableFormat)
+        check_choice("--on-error", self.on_error, OnError)
+        check_positive("--chunk-rows", self.chunk_rows)
+        self.text_columns = list(self.text_columns)

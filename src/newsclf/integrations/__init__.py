@@ -1,0 +1,1 @@
+"""Engines beyond one process: Ray (`newsclf.integrations.ray`)."""

@@ -1,0 +1,89 @@
+"""Label values as files hold them (class names, integers, "3", 3.0, empty cells) matched to a
+model's classes, one way for training and classify."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from newsclf.errors import InputError
+
+
+def label_key(value: Any) -> str | int | None:
+    """Normalise a raw label: integers (also '3' and 3.0) stay integers, names are stripped;
+    None for an empty cell."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = str(value).strip()
+    if not text:
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return text
+
+
+def label_names_from(values: Sequence[str | int]) -> list[str]:
+    """Class names in a stable order: integers numerically, names alphabetically.
+
+    Raises:
+        InputError: the values mix integers and names.
+    """
+    distinct = set(values)
+    if all(isinstance(v, int) for v in distinct):
+        return [str(v) for v in sorted(distinct)]  # type: ignore[type-var]
+    if any(isinstance(v, int) for v in distinct):
+        raise InputError(
+            "Labels mix integers and class names: "
+            f"{', '.join(map(str, sorted(distinct, key=str)[:10]))}. Use one kind."
+        )
+    return sorted(str(v) for v in distinct)
+
+
+# Class index of a row without a usable label (empty, or a class the model lacks).
+NO_LABEL = -1
+
+
+class LabelMatcher:
+    """Maps a file's label values to the model's classes: by name, or by class index when
+    the model's classes are not themselves integers."""
+
+    def __init__(self, label_names: Sequence[str]) -> None:
+        self.index = {name: i for i, name in enumerate(label_names)}
+        self.by_position = not all(name.lstrip("-").isdigit() for name in label_names)
+        self.count = len(label_names)
+
+    def __call__(self, value: Any) -> int | str | None:
+        """Class index; None for an empty cell; the raw text for a label the model lacks."""
+        key = label_key(value)
+        if key is None:
+            return None
+        if str(key) in self.index:
+            return self.index[str(key)]
+        if isinstance(key, int) and self.by_position and 0 <= key < self.count:
+            return key
+        return str(key)
+
+    def truth(self, values: Sequence[Any]) -> tuple[np.ndarray, int, Counter[str]]:
+        """Class index per value (`NO_LABEL` where there is none), the count of empty labels,
+        and the labels the model lacks with their counts."""
+        truth = np.full(len(values), NO_LABEL, dtype=np.int64)
+        unlabelled = 0
+        unknown: Counter[str] = Counter()
+        for i, value in enumerate(values):
+            matched = self(value)
+            if matched is None:
+                unlabelled += 1
+            elif isinstance(matched, str):
+                unknown[matched] += 1
+            else:
+                truth[i] = matched
+        return truth, unlabelled, unknown

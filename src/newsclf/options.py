@@ -1,0 +1,179 @@
+"""How newsclf defines an option once.
+
+Every option is a field of a configuration dataclass, declared with `option()`: its default,
+its help text, the command-line flag and the help panel it shows in. The dataclass checks its
+own values (`__post_init__`, with the checks below); the command line builds its options from
+these fields (`newsclf.cli.options`), and `command_line()` writes a config back as the flags
+that would recreate it. So an option is added in one place, its config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar, get_args
+
+from newsclf.errors import InputError
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of a config dataclass, as the command line shows and parses it."""
+
+    name: str  # the dataclass field
+    flag: str  # "--learning-rate"; bools default True get "--x/--no-x"
+    help: str
+    panel: str | None
+    # The type the command line parses (may differ from the field's: text columns are typed
+    # as one comma-separated string) and the function that turns it into the field's value.
+    cli_type: Any
+    default: Any
+    parse: Callable[[Any], Any] | None
+
+    def to_field(self, value: Any) -> Any:
+        return self.parse(value) if self.parse is not None else value
+
+    def to_text(self, value: Any) -> Any:
+        """The field's value as the command line types it (lists joined by commas; an empty
+        list or mapping is the option left out)."""
+        if isinstance(value, list | tuple | dict) and not value:
+            return None
+        if isinstance(value, list | tuple) and self.cli_type in (str, str | None):
+            return ",".join(str(v) for v in value)
+        return value
+
+
+def option(
+    default: Any = MISSING,
+    *,
+    help: str,
+    flag: str | None = None,
+    panel: str | None = None,
+    cli: bool = True,
+    cli_type: Any = None,
+    parse: Callable[[Any], Any] | None = None,
+    default_factory: Callable[[], Any] | Any = MISSING,
+) -> Any:
+    """A dataclass field that is also a command-line option (unless `cli` is False)."""
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "panel": panel,
+        "cli": cli,
+        "cli_type": cli_type,
+        "parse": parse,
+    }
+    if default_factory is not MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def option_specs(cls: type, exclude: tuple[str, ...] = ()) -> list[OptionSpec]:
+    """The command-line options of config dataclass `cls`, in field order."""
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for f in fields(cls):
+        meta = f.metadata
+        if not meta.get("cli") or f.name in exclude:
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        cli_type = meta.get("cli_type") or hints[f.name]
+        specs.append(
+            OptionSpec(
+                name=f.name,
+                flag=meta.get("flag") or f"--{f.name.replace('_', '-')}",
+                help=meta["help"],
+                panel=meta.get("panel"),
+                cli_type=cli_type,
+                default=default,
+                parse=meta.get("parse"),
+            )
+        )
+    return specs
+
+
+def command_line(
+    words: list[str], config: Any, specs: list[OptionSpec], always: tuple[str, ...] = ()
+) -> list[str]:
+    """`words` followed by the flags that set `config`'s options in `specs` (those at their
+    default are left out, except the fields named in `always`)."""
+    args = list(words)
+    for spec in specs:
+        value = getattr(config, spec.name)
+        if value == spec.default and spec.name not in always:
+            continue
+        name = spec.flag.split("/")[0]
+        if isinstance(value, bool):
+            args.append(name if value else f"--no-{name.removeprefix('--')}")
+        elif value is None or value == [] or value == ():
+            continue
+        else:
+            text = spec.to_text(value)
+            if isinstance(text, tuple):
+                args += [name, *(_number(v) for v in text)]
+            else:
+                args += [name, _number(text)]
+    return args
+
+
+def _number(value: Any) -> str:
+    """Floats exactly (repr), whole ones without '.0'."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def shell_command(args: list[str]) -> str:
+    return shlex.join(args)
+
+
+# -- checks, shared by the config dataclasses ---------------------------------------------
+
+
+def check_choice(name: str, value: object, choices: Any) -> None:
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise InputError(f"{name} must be one of {', '.join(allowed)}, not {value!r}.")
+
+
+def check_positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise InputError(f"{name} must be positive, not {value}.")
+
+
+def check_range(name: str, value: float, low: float, high: float, *, high_open: bool) -> None:
+    inside = low <= value < high if high_open else low <= value <= high
+    if not inside:
+        bracket = ")" if high_open else "]"
+        raise InputError(f"{name} must be in [{low:g}, {high:g}{bracket}, not {value}.")
+
+
+def config_from_dict(cls: type[C], raw: dict[str, Any], where: str) -> C:
+    """A config dataclass from JSON-like data; unknown keys are an error (a typo would otherwise
+    silently fall back to a default)."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: expected a JSON object, found {type(raw).__name__}.")
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InputError(f"{where}: unknown setting(s) {', '.join(unknown)}.")
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise InputError(f"{where}: {exc}") from exc
+
+
+def jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    """Paths as strings, tuples as lists: what json.dumps writes and reads back alike."""
+    return {
+        k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+        for k, v in data.items()
+    }
