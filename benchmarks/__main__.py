@@ -5,7 +5,8 @@
   scale      newsclf classify on a large file (test rows repeated): speed and peak memory
   make-model a bert-base-shaped model (random BertConfig() weights, the embedded tokenizer),
              optionally exported: for speed figures only
-  gpu-assets what the GPU machine lacks, in .carry/ (the embedded MiniLM as fp16, the rows)
+  gpu-assets what the GPU machine lacks, in .carry/ (ONNX Runtime for CUDA, the tokenizer and
+             rows, the embedded MiniLM as fp16): see benchmarks/gpu_plan.py
 
 Results: benchmarks/results/<date>-<suite>-<machine>.json and .md. Examples:
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from benchmarks.engines import REGISTRY
 from benchmarks.results import RESULTS_DIR, write_results
 from benchmarks.runner import ROOT, run_engines
+from newsclf.io import write_json_atomic
 
 CPU_ENGINES = (
     "pipeline",
@@ -51,7 +53,9 @@ CLASSIFY_COLUMNS = [
     ("model", "model"),
     ("engine", "engine"),
     ("provider", "provider"),
+    ("rows", "rows"),
     ("rows_per_s", "rows/s (median)"),
+    ("stopped_by", "stopped by"),
     ("ratio_to_baseline", "x baseline"),
     ("ratio_to_best_peer", "x best peer"),
     ("accuracy", "accuracy"),
@@ -80,6 +84,7 @@ def classify_suite(args: argparse.Namespace) -> None:
         )
     ]
     calibration = args.calibration_data or args.data.with_name("train.csv")
+    timeboxes = parse_timeboxes(args.timebox)
     spec = {
         "model_dir": str(model_dir),
         "export_dir": str(export_dir),
@@ -88,11 +93,11 @@ def classify_suite(args: argparse.Namespace) -> None:
         "batch_size": args.batch_size,
         "calibration": str(calibration) if calibration.is_file() else None,
         "warmup_rows": args.warmup_rows,
+        "warmup_box_s": args.warmup_box,
+        "slice_rows": args.slice_rows,
+        "timeboxes": timeboxes,
     }
-    log_dir = Path(tempfile.mkdtemp(prefix="nbench-logs-"))
-    records = run_engines(names, spec, args.rounds, log_dir)
-    for record in records:
-        record["model"] = args.model_label
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="nbench-logs-"))
     meta = {
         "model": str(model_dir),
         "model_label": args.model_label,
@@ -100,16 +105,48 @@ def classify_suite(args: argparse.Namespace) -> None:
         "rows": args.rows,
         "rounds": args.rounds,
         "batch_size": args.batch_size,
+        "timeboxes_s": timeboxes,
+        "slice_rows": args.slice_rows,
         "command": " ".join(sys.argv),
         "logs": str(log_dir),
     }
-    for record in records:
-        record["ratio_to_pipeline"] = record["ratio_to_baseline"]
     suite = args.suite_name or "classify"
-    paths = write_results(
-        suite, records, CLASSIFY_COLUMNS, meta, args.out, merge_on=("engine", "model")
+
+    def write(records: list[dict]) -> tuple[Path, Path]:
+        for record in records:
+            record["model"] = args.model_label
+            record["ratio_to_pipeline"] = record["ratio_to_baseline"]
+        return write_results(
+            suite,
+            records,
+            CLASSIFY_COLUMNS,
+            meta,
+            args.out,
+            merge_on=("engine", "model"),
+            mirror=args.mirror,
+        )
+
+    records = run_engines(
+        names,
+        spec,
+        args.rounds,
+        log_dir,
+        parallel_start=args.parallel_start,
+        on_result=write,  # every figure written as soon as it exists
     )
+    paths = write(records)
     print(Path(paths[1]).read_text())
+
+
+def parse_timeboxes(text: str | None) -> dict[str, float]:
+    """`ENGINE=SECONDS,...` -> {engine: seconds}."""
+    boxes: dict[str, float] = {}
+    for item in filter(None, (text or "").split(",")):
+        name, _, seconds = item.partition("=")
+        if name not in REGISTRY or not seconds:
+            raise SystemExit(f"--timebox: {item!r} is not ENGINE=SECONDS with a known engine")
+        boxes[name] = float(seconds)
+    return boxes
 
 
 # -- train -------------------------------------------------------------------------------------
@@ -117,17 +154,27 @@ def classify_suite(args: argparse.Namespace) -> None:
 TRAIN_COLUMNS = [
     ("setup", "setup"),
     ("model", "model"),
+    ("provider", "provider"),
     ("precision", "precision"),
     ("samples_per_s", "samples/s (steady)"),
     ("ratio", "x default"),
     ("steps", "steps"),
     ("full_recipe_min", "120k x 4 epochs (min)"),
     ("test_accuracy", "test accuracy"),
+    ("wall_s", "wall s"),
 ]
 
 
 def train_suite(args: argparse.Namespace) -> None:
-    records = []
+    records: list[dict] = []
+    meta = {
+        "command": " ".join(sys.argv),
+        "rows": args.rows,
+        "batch": f"{args.batch_size} x {args.grad_accum}",
+    }
+    suite = args.suite_name or "train"
+    paths = None
+    failed = []
     for setup in args.setups.split(","):
         command = [
             sys.executable,
@@ -140,28 +187,52 @@ def train_suite(args: argparse.Namespace) -> None:
             str(args.steps),
             str(args.batch_size),
             str(args.grad_accum),
+            str(args.tokenizer or ""),
+            args.model_size,
         ]
         print(f"training: {setup} ...", flush=True)
         out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if out.returncode != 0:
-            sys.exit(f"{setup} failed:\n{out.stderr[-3000:]}")
+            print(f"{setup} failed:\n{out.stderr[-3000:]}", flush=True)
+            failed.append(setup)
+            continue
         record = json.loads(out.stdout.strip().splitlines()[-1])
         record["model"] = args.model_label or args.model
         records.append(record)
-    base = next((r for r in records if r["setup"] == "default-trainer"), None)
+        print(f"  {setup}: {record['samples_per_s']} samples/s (steady)", flush=True)
+        add_train_ratios(records)
+        # written after every setup: a run cut short keeps what it measured
+        paths = write_results(
+            suite,
+            records,
+            TRAIN_COLUMNS,
+            meta,
+            args.out,
+            merge_on=("setup", "model"),
+            mirror=args.mirror,
+        )
+    if paths is not None:
+        print(Path(paths[1]).read_text())
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
+
+
+def add_train_ratios(records: list[dict]) -> None:
+    """Each record's samples/s over the default Trainer's of the same model, and the minutes
+    the full recipe (120k rows x 4 epochs) would take at that rate."""
     for r in records:
-        r["ratio"] = round(r["samples_per_s"] / base["samples_per_s"], 2) if base else None
-        r["full_recipe_min"] = round(120_000 * 4 / r["samples_per_s"] / 60, 1)
-    meta = {
-        "command": " ".join(sys.argv),
-        "rows": args.rows,
-        "batch": f"{args.batch_size} x {args.grad_accum}",
-    }
-    suite = args.suite_name or "train"
-    paths = write_results(
-        suite, records, TRAIN_COLUMNS, meta, args.out, merge_on=("setup", "model")
-    )
-    print(Path(paths[1]).read_text())
+        base = next(
+            (
+                b
+                for b in records
+                if b["setup"] == "default-trainer" and b.get("model") == r.get("model")
+            ),
+            None,
+        )
+        speed = r.get("samples_per_s")
+        base_speed = base.get("samples_per_s") if base else None
+        r["ratio"] = round(speed / base_speed, 2) if speed and base_speed else None
+        r["full_recipe_min"] = round(120_000 * 4 / speed / 60, 1) if speed else None
 
 
 # -- scale -------------------------------------------------------------------------------------
@@ -239,6 +310,19 @@ def scale_suite(args: argparse.Namespace) -> None:
 # -- helpers for GPU runs ----------------------------------------------------------------------
 
 
+# make-model --size: the bert-base shape (BertConfig(): 12 layers, 768 wide, 110M parameters),
+# or a toy of the same family for rehearsals on the CPU.
+MODEL_SIZES = {
+    "bert-base": {},
+    "toy": {
+        "hidden_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 512,
+    },
+}
+
+
 def make_model(args: argparse.Namespace) -> None:
     """A bert-base-shaped classifier with random weights and the embedded tokenizer; with
     --export-device, exported (fp32, optimized, fp16) with parity checked there."""
@@ -254,13 +338,14 @@ def make_model(args: argparse.Namespace) -> None:
         num_labels=4,
         id2label=dict(enumerate(labels)),
         label2id={n: i for i, n in enumerate(labels)},
+        **MODEL_SIZES[getattr(args, "size", None) or "bert-base"],
     )
     model = BertForSequenceClassification(config)
     target = args.target
     model.save_pretrained(target)
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(target)
     PreprocessingConfig(text_columns=["title", "description"]).save(target)
-    print(f"bert-base-shaped model in {target}")
+    print(f"{getattr(args, 'size', None) or 'bert-base'}-shaped model in {target}", flush=True)
     if args.export_device:
         result = export_onnx(
             target,
@@ -269,36 +354,83 @@ def make_model(args: argparse.Namespace) -> None:
                 optimize=True, fp16=True, device=args.export_device, parity_file=args.data
             ),
         )
-        print(json.dumps(result.report, indent=2))
+        if getattr(args, "report", None):
+            write_json_atomic(args.report, result.report)
+        for variant in result.variants:
+            print(
+                f"  {variant.variant}: {variant.provider}, max |diff| {variant.max_abs_diff:.2e}, "
+                f"labels agree {variant.label_agreement:.2%}, passed {variant.passed}",
+                flush=True,
+            )
+
+
+# The tokenizer's files (the embedded MiniLM's, also the bert-base shape's) and config.json.
+TOKENIZER_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
 
 
 def gpu_assets(args: argparse.Namespace) -> None:
-    """.carry/minilm (the embedded MiniLM as fp16: 45 MB, under the carry limit; newsclf
-    trains in fp32 master weights whatever the checkpoint's dtype) and .carry/ag_news."""
+    """What the GPU machine lacks, in .carry/, sized for the calls of benchmarks/gpu_plan.py:
+
+    - ort/: the ONNX Runtime 1.31.1 CUDA archive (57.9 MiB; call 1), checked by its sha256;
+    - lite/lite.tar.xz: the tokenizer and the AG News CSVs, xz-compressed (~1 MiB; every
+      call, so that a replaced machine still has rows);
+    - minilm/: the embedded MiniLM as fp16 (~44 MiB; call 2; newsclf trains in fp32 master
+      weights whatever the checkpoint's dtype).
+    """
+    import io
     import shutil
+    import tarfile
 
     import torch
     from safetensors.torch import load_file, save_file
 
+    from benchmarks import gpu_plan
     from newsclf.training import embedded_model_dir
 
     source = embedded_model_dir()
+    ort_dir = args.target / "ort"
+    ort_dir.mkdir(parents=True, exist_ok=True)
+    archive = ort_dir / gpu_plan.ORT_ARCHIVE
+    if not archive.is_file() or gpu_plan.sha256(archive) != gpu_plan.ORT_SHA256:
+        shutil.copy(args.ort, archive)
+    if gpu_plan.sha256(archive) != gpu_plan.ORT_SHA256:
+        sys.exit(f"{archive}: not the archive {gpu_plan.ORT_SHA256}")
+
+    lite = args.target / "lite"
+    lite.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(lite / "lite.tar.xz", "w:xz", preset=9) as tar:
+        for name in TOKENIZER_FILES:
+            if (source / name).is_file():
+                tar.add(source / name, arcname=f"tokenizer/{name}")
+        for name in ("train.csv", "test.csv"):
+            tar.add(args.data / name, arcname=f"ag_news/{name}")
+        note = b"AG News rows for the GPU run only (see ../shared/data/ag_news/README.md).\n"
+        info = tarfile.TarInfo("ag_news/NOTE")
+        info.size = len(note)
+        tar.addfile(info, io.BytesIO(note))
+
     model_dir = args.target / "minilm"
     model_dir.mkdir(parents=True, exist_ok=True)
     for path in source.iterdir():
-        if path.suffix in (".json", ".txt"):
+        if path.name in TOKENIZER_FILES:
             shutil.copy(path, model_dir / path.name)
     weights = {
         k: v.to(torch.float16) if v.is_floating_point() else v
         for k, v in load_file(source / "model.safetensors").items()
     }
     save_file(weights, model_dir / "model.safetensors", metadata={"format": "pt"})
-    data_dir = args.target / "ag_news"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("train.csv", "test.csv"):
-        shutil.copy(args.data / name, data_dir / name)
-    total = sum(p.stat().st_size for p in args.target.rglob("*") if p.is_file())
-    print(f"{args.target}: {total / 2**20:.1f} MiB")
+    for name in ("ag_news",):  # an older layout: the rows travel in lite/ now
+        shutil.rmtree(args.target / name, ignore_errors=True)
+    for name in ("ort", "lite", "minilm"):
+        planned = gpu_plan.CARRY_MIB[f".carry/{name}"]
+        mib = gpu_plan.folder_mib(args.target / name)
+        print(f"{args.target / name}: {mib:.1f} MiB (planned {planned:.1f})")
 
 
 def main() -> None:
@@ -323,8 +455,24 @@ def main() -> None:
     c.add_argument(
         "--calibration-data", type=Path, help="training rows (default: train.csv beside --data)"
     )
+    c.add_argument(
+        "--timebox",
+        help="ENGINE=SECONDS,...: these engines classify slices until their box is spent "
+        "(the rate is over the rows they finished); the others classify every row",
+    )
+    c.add_argument(
+        "--warmup-box", type=float, help="time box of a time-boxed engine's warm-up (seconds)"
+    )
+    c.add_argument("--slice-rows", type=int, default=4096, help="rows per time-boxed slice")
+    c.add_argument(
+        "--parallel-start",
+        action="store_true",
+        help="build and warm every engine at once (warm-ups are not timed; saves GPU time)",
+    )
+    c.add_argument("--log-dir", type=Path, help="engines' logs (default: a temporary folder)")
     c.add_argument("--suite-name")
     c.add_argument("--out", type=Path, default=RESULTS_DIR)
+    c.add_argument("--mirror", type=Path, help="also copy the results here (a GPU call's $OUT)")
     c.set_defaults(run=classify_suite)
 
     t = sub.add_parser("train", help="newsclf train against a default Trainer")
@@ -340,8 +488,11 @@ def main() -> None:
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--grad-accum", type=int, default=2)
     t.add_argument("--setups", default="default-trainer,newsclf")
+    t.add_argument("--tokenizer", type=Path, help="bert-base-shape: its tokenizer's folder")
+    t.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="bert-base")
     t.add_argument("--suite-name")
     t.add_argument("--out", type=Path, default=RESULTS_DIR)
+    t.add_argument("--mirror", type=Path, help="also copy the results here (a GPU call's $OUT)")
     t.set_defaults(run=train_suite)
 
     s = sub.add_parser("scale", help="a large file: speed and memory")
@@ -357,10 +508,17 @@ def main() -> None:
     m.add_argument("--tokenizer", type=Path)
     m.add_argument("--export-device", choices=("cpu", "cuda", "auto"))
     m.add_argument("--data", type=Path, help="parity texts for the export")
+    m.add_argument("--size", choices=sorted(MODEL_SIZES), default="bert-base")
+    m.add_argument("--report", type=Path, help="also write the export report here")
     m.set_defaults(run=make_model)
 
     g = sub.add_parser("gpu-assets", help="build .carry/ for the GPU machine")
     g.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ag_news")
+    g.add_argument(
+        "--ort",
+        type=Path,
+        default=ROOT.parent / "shared" / "gpu" / "ort-cuda-1.31.1-sm90only.tar.xz",
+    )
     g.add_argument("--target", type=Path, default=ROOT / ".carry")
     g.set_defaults(run=gpu_assets)
 

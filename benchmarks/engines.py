@@ -299,17 +299,23 @@ def _newsclf(device: str, variant: str) -> Callable[[Context], tuple[Classify, s
         )  # type: ignore[arg-type]
         if classifier.device != device:
             raise SystemExit(f"asked for {device}, got {classifier.device}")
-        source_cache: dict[int, Path] = {}
+        # The input file of each Rows, written once (`prepare`, outside the timing); the Rows
+        # is kept with it, so that its id cannot be reused by another.
+        sources: dict[int, tuple[Rows, Path]] = {}
+
+        def prepare(rows: Rows) -> Path:
+            if id(rows) not in sources:
+                path = write_csv(rows, ctx.work_dir / f"rows-{len(sources)}.csv")
+                sources[id(rows)] = (rows, path)
+            return sources[id(rows)][1]
 
         def classify(rows: Rows) -> list[str]:
-            source = source_cache.get(id(rows))
-            if source is None:  # written once, outside the timing of later rounds
-                source = source_cache[id(rows)] = write_csv(rows, ctx.work_dir / "rows.csv")
             output = ctx.work_dir / "predictions.csv"
-            classify_file(source, classifier, ClassifyConfig(), output=output)
+            classify_file(prepare(rows), classifier, ClassifyConfig(), output=output)
             with open(output, newline="", encoding="utf-8") as handle:
                 return [r["predicted_label"] for r in csv.DictReader(handle)]
 
+        classify.prepare = prepare  # type: ignore[attr-defined]
         return classify, classifier.provider
 
     return build

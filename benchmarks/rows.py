@@ -25,19 +25,32 @@ class Rows:
         return len(self.texts)
 
     def head(self, n: int) -> Rows:
-        return Rows(self.source, self.columns, self.records[:n], self.texts[:n], self.labels[:n])
+        return self.slice(0, n)
+
+    def slice(self, start: int, stop: int) -> Rows:
+        return Rows(
+            self.source,
+            self.columns,
+            self.records[start:stop],
+            self.texts[start:stop],
+            self.labels[start:stop],
+        )
 
 
 def load_rows(data: Path, rows: int | None, pre: PreprocessingConfig) -> Rows:
     """The first `rows` rows of `data` (all when None), repeated in order when the file has
-    fewer (so that start-up costs do not dominate a GPU run)."""
+    fewer (so that start-up costs do not dominate a GPU run). Each row of the file is cleaned
+    once, however often it repeats."""
     columns, chunk = read_table(data)
-    records = chunk.rows
-    if rows is not None:
-        records = list(itertools.islice(itertools.cycle(records), rows))
+    records = chunk.rows if rows is None else chunk.rows[:rows]
     text_columns = choose_text_columns(columns, trained=pre.text_columns, where=str(data))
     texts = texts_from_rows(records, text_columns, clean=pre.clean, separator=pre.text_separator)
     labels = [str(r.get(pre.label_column, "")) for r in records]
+    if rows is not None:
+        take = list(itertools.islice(itertools.cycle(range(len(records))), rows))
+        records = [records[i] for i in take]
+        texts = [texts[i] for i in take]
+        labels = [labels[i] for i in take]
     return Rows(str(data), columns, records, texts, labels)
 
 

@@ -8,7 +8,10 @@ Both see the same rows and the same model, and are timed by the same clock
 (`newsclf.training.StepClock`: from the end of the first fifth of the steps to the last,
 evaluations excluded).
 
-    python -m benchmarks.training SETUP MODEL DATA ROWS STEPS BATCH ACCUM
+    python -m benchmarks.training SETUP MODEL DATA ROWS STEPS BATCH ACCUM [TOKENIZER [SIZE]]
+
+MODEL `bert-base-shape` is made on the spot (random weights; TOKENIZER: its tokenizer's folder,
+default the embedded package's; SIZE: bert-base or toy).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _model_folder(model: str, work: Path) -> str:
+def _model_folder(model: str, work: Path, tokenizer: Path | None, size: str) -> str:
     if model != "bert-base-shape":
         return model
     import argparse
@@ -29,8 +32,18 @@ def _model_folder(model: str, work: Path) -> str:
     from benchmarks.__main__ import make_model
 
     target = work / "bert-base-shape"
-    make_model(argparse.Namespace(target=target, tokenizer=None, export_device=None, data=None))
+    make_model(
+        argparse.Namespace(
+            target=target, tokenizer=tokenizer, export_device=None, data=None, size=size
+        )
+    )
     return str(target)
+
+
+def _provider() -> str:
+    import torch
+
+    return "torch-cuda" if torch.cuda.is_available() else "torch-cpu"
 
 
 def _rows_file(data: Path, rows: int, work: Path) -> Path:
@@ -57,12 +70,15 @@ def newsclf_setup(
         epochs=steps * batch * accum / train_rows,
     )
     result = train(config)
+    # The figure `newsclf train` reports: metrics.json, training.steady_samples_per_s.
+    metrics = json.loads((result.run_dir / "metrics.json").read_text(encoding="utf-8"))
     return {
         "setup": "newsclf",
+        "provider": _provider(),
         "precision": result.training.precision,
         "group_by_length": config.group_by_length,
-        "samples_per_s": result.training.steady_samples_per_s,
-        "samples_per_s_all_steps": result.training.samples_per_s,
+        "samples_per_s": metrics["training"]["steady_samples_per_s"],
+        "samples_per_s_all_steps": metrics["training"]["samples_per_s"],
         "steps": result.steps,
         "device": result.training.device,
         "test_accuracy": None,
@@ -117,6 +133,7 @@ def default_setup(
     trainer.train()
     return {
         "setup": "default-trainer",
+        "provider": _provider(),
         "precision": "fp32",
         "group_by_length": False,
         "samples_per_s": clock.steady_samples_per_s,
@@ -128,13 +145,16 @@ def default_setup(
 
 def main() -> None:
     setup, model, data, rows, steps, batch, accum = sys.argv[1:8]
+    tokenizer = Path(sys.argv[8]) if len(sys.argv) > 8 and sys.argv[8] else None
+    size = sys.argv[9] if len(sys.argv) > 9 else "bert-base"
     with tempfile.TemporaryDirectory(prefix="nbench-train-") as tmp:
         work = Path(tmp)
-        folder = _model_folder(model, work)
+        folder = _model_folder(model, work, tokenizer, size)
         train_file = _rows_file(Path(data), int(rows), work)
         run = newsclf_setup if setup == "newsclf" else default_setup
         record = run(folder, train_file, int(steps), int(batch), int(accum), work)
-    record["samples_per_s"] = round(record["samples_per_s"], 2)
+    if record["samples_per_s"] is not None:  # None: too few steps for a steady figure
+        record["samples_per_s"] = round(record["samples_per_s"], 2)
     print(json.dumps(record))
 
 
