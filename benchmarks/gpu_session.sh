@@ -10,7 +10,7 @@
 # Then the three calls, back to back (the machine keeps /tmp only while warm, 30 s), and
 # give_back straight after the third:
 # BEGIN run calls (python -m benchmarks.gpu_plan header)
-#   run(carry=[".carry/ort", ".carry/lite"], command="bash benchmarks/gpu_session.sh call1", timeout_s=260)
+#   run(carry=[".carry/ort", ".carry/lite"], command="bash benchmarks/gpu_session.sh call1", timeout_s=280)
 #   run(carry=[".carry/minilm", ".carry/lite"], command="bash benchmarks/gpu_session.sh call2", timeout_s=200)
 #   run(carry=[".carry/lite"], command="bash benchmarks/gpu_session.sh call3", timeout_s=190)
 # END run calls
