@@ -51,7 +51,8 @@ def test_classifier_predict_cleans_texts_as_the_model_was_trained(tiny_export) -
 def test_classifier_accepts_a_path_and_reports_what_it_runs(tiny_export) -> None:  # type: ignore[no-untyped-def]
     clf = Classifier(str(tiny_export.output_dir), ClassifierConfig(device="cpu"))
     info = clf.info()
-    assert (info.variant, info.file, info.device) == ("int8", "model_int8.onnx", "cpu")
+    # auto: the fastest variant whose labels do not depend on the batch (never dynamic int8).
+    assert (info.variant, info.file, info.device) == ("optimized", "model_optimized.onnx", "cpu")
     assert info.provider == "CPUExecutionProvider" and info.fallback_reason is None
     assert (info.batch_size, info.max_batch_tokens) == ClassifierConfig.CPU_BATCH
     with pytest.raises(InputError, match="--variant must be one of"):

@@ -45,7 +45,8 @@ def test_training_config_round_trips_and_refuses_unknown_keys(tmp_path: Path) ->
     )
     path = config.save(tmp_path / "train_config.json")
     loaded = TrainingConfig.load(path)
-    assert loaded == config and isinstance(loaded.train_file, Path)
+    # Saved with absolute paths: --resume and soup work from any folder.
+    assert loaded == config.absolute() and loaded.train_file == Path("a.csv").absolute()
     assert isinstance(loaded.preprocessing, PreprocessingConfig)
     with pytest.raises(InputError, match=r"unknown setting.*learning_rat"):
         TrainingConfig.from_dict({"learning_rat": 1e-3})

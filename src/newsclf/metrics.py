@@ -15,6 +15,36 @@ from sklearn.metrics import (
 
 from newsclf.errors import InputError
 
+# Equal-width bins of the top-class confidence: the expected calibration error (export) and
+# the reliability diagram (classify) use the same ones.
+CALIBRATION_BINS = 15
+
+
+def calibration_bins(
+    confidence: Sequence[float] | np.ndarray,
+    correct: Sequence[float] | np.ndarray,
+    bins: int = CALIBRATION_BINS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, summed confidence, correct rows) per equal-width confidence bin: bin i holds the
+    confidences in (i/bins, (i+1)/bins], bin 0 also 0. Counts of several parts add up."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    rows = np.bincount(index, minlength=bins)
+    confidence_sum = np.bincount(index, weights=confidence, minlength=bins)
+    correct_sum = np.bincount(index, weights=np.asarray(correct, dtype=np.float64), minlength=bins)
+    return rows, confidence_sum, correct_sum
+
+
+def binned_calibration_error(
+    rows: np.ndarray, confidence_sum: np.ndarray, correct_sum: np.ndarray
+) -> float:
+    """Expected calibration error from `calibration_bins`' counts: the mean over rows of
+    |accuracy - mean confidence| of their bin; 0.0 for no rows."""
+    total = int(np.sum(rows))
+    if not total:
+        return 0.0
+    return float(np.abs(np.asarray(correct_sum) - np.asarray(confidence_sum)).sum() / total)
+
 
 def percent(value: float | None, missing: str = "-") -> str:
     """0.9134 -> '91.34%'; `missing` for None."""
@@ -30,13 +60,26 @@ class ClassScores:
 
 
 @dataclass(frozen=True)
+class ConfusionExample:
+    """A row of a kind of mistake: its data row number (1 = the first row) and its text."""
+
+    row: int
+    text: str
+
+
+@dataclass(frozen=True)
 class Confusion:
-    """A kind of mistake: how often `true` was predicted as `predicted`, with an example."""
+    """A kind of mistake: how often `true` was predicted as `predicted`, with an example (the
+    first by row number) and, where kept, the first few (`examples`)."""
 
     true: str
     predicted: str
     count: int
     example: str = ""
+    examples: tuple[ConfusionExample, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,16 @@ def test_an_ensemble_keeps_every_run_and_exports_as_one_graph(
     exported = export_onnx(result.run_dir, config=ExportConfig(optimize=True, quantize="int8"))
     assert {v.variant for v in exported.variants} == {"fp32", "optimized", "int8"}
     assert all(v.passed for v in exported.variants)
-    classifier = Classifier(exported.output_dir, ClassifierConfig(device="cpu", variant="fp32"))
+    raw = Classifier(
+        exported.output_dir, ClassifierConfig(device="cpu", variant="fp32", calibrate=False)
+    )
     texts = data.test.texts[:20]
-    assert np.allclose(classifier.predict_proba(texts), mean_probabilities(texts), atol=1e-4)
+    mean = mean_probabilities(texts)
+    assert np.allclose(raw.predict_proba(texts), mean, atol=1e-4)
+    # Calibrated (the default): the temperature fitted on the ensemble's log mean probabilities.
+    calibrated = Classifier(exported.output_dir, ClassifierConfig(device="cpu", variant="fp32"))
+    temperature = exported.calibration.temperature
+    assert exported.calibration.calibrated and calibrated.temperature == temperature
+    scaled = torch.from_numpy(np.log(mean) / temperature).softmax(-1).numpy()
+    assert np.allclose(calibrated.predict_proba(texts), scaled, atol=1e-4)
+    assert (calibrated.predict_proba(texts).argmax(-1) == mean.argmax(-1)).all()

@@ -100,6 +100,6 @@ def test_auto_with_a_broken_cuda_says_why_it_chose_the_cpu(tiny_export, monkeypa
     clf = Classifier(folder, ClassifierConfig(device="auto"))
     assert clf.device == "cpu" and clf.provider == "CPUExecutionProvider"
     assert clf.fallback_reason and clf.fallback_reason.startswith("--device auto chose the CPU")
-    assert clf.variant == "int8"  # the CPU's variant, not the CUDA one
+    assert clf.variant == "optimized"  # the CPU's variant, not the CUDA one
     with pytest.raises(ProviderError):
         Classifier(folder, ClassifierConfig(device="cuda"))

@@ -282,7 +282,7 @@ def test_cuda_request_without_cuda_is_an_error(tiny_export) -> None:  # type: ig
         pytest.skip("CUDA really works on this machine")
     auto = Classifier(folder, ClassifierConfig(device="auto"))
     assert auto.provider == "CPUExecutionProvider" and auto.device == "cpu"
-    assert auto.variant == "int8"  # the fastest CPU variant the folder holds
+    assert auto.variant == "optimized"  # the fastest batch-invariant CPU variant it holds
 
 
 def test_prefetch_path_gives_the_same_output_as_in_turn(tiny_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -488,6 +488,7 @@ def test_rendered_report_reads_as_expected() -> None:
 │ variant      int8 on CPUExecutionProvider (device cpu, batch 32)                 │
 │ rows         6 in 2.00 s: 3.0 rows/s, 30 tokens/s, padding +10.0%                │
 │ time in      reading 0.10 s, tokenizing 0.20 s, inference 1.50 s, writing 0.05 s │
+│ confidence   raw softmax (uncalibrated export, or --no-calibrate)                │
 │ 1 malformed lines skipped (no prediction written): 4                             │
 │ 1 rows without a label, excluded from the metrics                                │
 ╰──────────────────────────────────────────────────────────────────────────────────╯

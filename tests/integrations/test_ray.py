@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -203,3 +204,46 @@ def test_without_ray_says_how_to_install(export_dir, tmp_path, monkeypatch) -> N
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(InputError, match=r"pip install 'newsclf\[ray\]'"):
         classify_with_ray(source, export_dir, CLASSIFIER, output=tmp_path / "out.csv")
+
+
+def test_ray_writes_the_local_review_column_file_and_figures(export_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--min-confidence on Ray: the same needs_review column (written by the driver on the
+    ordered path, by the actors into part files), the same review file, and coverage, histogram
+    and examples merged from the workers equal to the local engine's."""
+    from newsclf.integrations.ray import classify_with_ray
+
+    source = write_csv(tmp_path / "in.csv", HEADER, _rows())
+    plain = _local(export_dir, source, tmp_path / "plain.csv")
+    p = round(
+        float(np.median([float(r["confidence"]) for r in _read_csv(tmp_path / "plain.csv")])), 3
+    )
+    config = ClassifyConfig(min_confidence=p)
+    classifier = Classifier(export_dir, CLASSIFIER)
+    local = classify_file(
+        source, classifier, config, output=tmp_path / "local.csv", review_output=tmp_path / "lr.csv"
+    )
+    assert plain.review_rows == 0 and 0 < local.review_rows < local.rows
+    ordered = classify_with_ray(
+        source, export_dir, CLASSIFIER, config, RAY,
+        output=tmp_path / "ray.csv", review_output=tmp_path / "rr.csv",
+    )  # fmt: skip
+    local_rows = _read_csv(tmp_path / "local.csv")
+    assert "needs_review" in local_rows[0]
+    _assert_same_rows(local_rows, _read_csv(tmp_path / "ray.csv"))
+    _assert_same_rows(_read_csv(tmp_path / "lr.csv"), _read_csv(tmp_path / "rr.csv"))
+    parts = tmp_path / "parts"
+    to_parts = classify_with_ray(source, export_dir, CLASSIFIER, config, RAY, output=f"{parts}/")
+    by_id = {r["id"]: r for p in sorted(parts.glob("*.csv")) for r in _read_csv(p)}
+    _assert_same_rows(local_rows, [by_id[r["id"]] for r in local_rows])
+    for result in (ordered, to_parts):
+        assert result.review_rows == local.review_rows
+        assert result.coverage == local.coverage
+        assert result.confidence_histogram == local.confidence_histogram
+        assert result.predicted_counts == local.predicted_counts
+        assert [b.rows for b in result.reliability] == [b.rows for b in local.reliability]
+    assert ordered.confusions == local.confusions  # examples by row number: the driver's rows
+    with pytest.raises(InputError, match="--review-output needs one output file"):
+        classify_with_ray(
+            source, export_dir, CLASSIFIER, config, RAY,
+            output=f"{tmp_path / 'p2'}/", review_output=tmp_path / "r2.csv",
+        )  # fmt: skip

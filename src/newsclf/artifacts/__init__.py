@@ -12,13 +12,19 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "PREPROCESSING_FILE": "preprocessing",
         "RunFolder": "run_folder",
         "PARITY_ROWS": "run_folder",
+        "CALIBRATION_ROWS": "run_folder",
         "latest_run": "run_folder",
         "resolve_checkpoint": "run_folder",
         "write_parity_sample": "run_folder",
+        "write_calibration_sample": "run_folder",
+        "write_validation_rows": "run_folder",
+        "read_validation_rows": "run_folder",
+        "read_calibration_sample": "run_folder",
         "read_parity_sample": "run_folder",
         "write_ensemble_description": "run_folder",
         "ExportFolder": "export_folder",
         "VARIANT_FILES": "export_folder",
+        "OPENVINO_VARIANTS": "export_folder",
         "MANIFEST_FILE": "export_folder",
         "REPORT_FILE": "export_folder",
         "is_export": "export_folder",
@@ -26,6 +32,9 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "write_manifest": "export_folder",
         "variant_flag": "export_folder",
         "file_sha256": "export_folder",
+        "read_model_config": "model_files",
+        "label_names_of": "model_files",
+        "load_checked_tokenizer": "model_files",
         "model_card": "card",
         "write_model_card": "card",
     },
@@ -35,6 +44,7 @@ if TYPE_CHECKING:
     from newsclf.artifacts.card import model_card, write_model_card
     from newsclf.artifacts.export_folder import (
         MANIFEST_FILE,
+        OPENVINO_VARIANTS,
         REPORT_FILE,
         VARIANT_FILES,
         ExportFolder,
@@ -44,13 +54,23 @@ if TYPE_CHECKING:
         variant_flag,
         write_manifest,
     )
+    from newsclf.artifacts.model_files import (
+        label_names_of,
+        load_checked_tokenizer,
+        read_model_config,
+    )
     from newsclf.artifacts.preprocessing import PREPROCESSING_FILE, PreprocessingConfig
     from newsclf.artifacts.run_folder import (
+        CALIBRATION_ROWS,
         PARITY_ROWS,
         RunFolder,
         latest_run,
+        read_calibration_sample,
         read_parity_sample,
+        read_validation_rows,
         resolve_checkpoint,
+        write_calibration_sample,
         write_ensemble_description,
         write_parity_sample,
+        write_validation_rows,
     )

@@ -4,18 +4,26 @@ model.onnx, model_optimized.onnx, model_fp16.onnx, model_int8.onnx   variants (s
 config.json, tokenizer files                 a standard Hugging Face folder: Optimum and
                                               text-embeddings-inference load it as it is
 newsclf_preprocessing.json                    text cleaning and tokenization settings
-newsclf_export.json                           the manifest: labels, inputs, variant checksums
-export_report.json                            the parity figures
+newsclf_export.json                           the manifest: labels, inputs, variant checksums, the
+                                              calibration temperature (absent: uncalibrated)
+export_report.json                            the parity and calibration figures
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from newsclf.artifacts.model_files import (
+    TOKENIZER_FILE,
+    label_names_of,
+    load_checked_tokenizer,
+    read_model_config,
+)
 from newsclf.artifacts.preprocessing import PREPROCESSING_FILE, PreprocessingConfig
 from newsclf.errors import ModelError
 
@@ -26,10 +34,22 @@ VARIANT_FILES = {
     "int8": "model_int8.onnx",
     # The fp32 file, run by OpenVINO: a variant of its own because it is checked on its own.
     "openvino": "model.onnx",
+    # OpenVINO IR: the .xml graph and its .bin weights beside it.
+    "openvino-int8": "model_openvino_int8.xml",
 }
+# Variants that run on OpenVINO (the CPU), not ONNX Runtime.
+OPENVINO_VARIANTS = ("openvino", "openvino-int8")
 MANIFEST_FILE = "newsclf_export.json"
 REPORT_FILE = "export_report.json"
-_REQUIRED = (MANIFEST_FILE, PREPROCESSING_FILE, "config.json", "tokenizer_config.json")
+_REQUIRED = (
+    MANIFEST_FILE,
+    PREPROCESSING_FILE,
+    "config.json",
+    "tokenizer_config.json",
+    TOKENIZER_FILE,
+)
+# The inputs a newsclf graph may take.
+_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}
 
 
 def file_sha256(path: Path) -> str:
@@ -43,6 +63,7 @@ def file_sha256(path: Path) -> str:
 def variant_flag(variant: str) -> str:
     """The export option that adds `variant`."""
     flags = {"optimized": "--optimize", "fp16": "--fp16", "int8": "--quantize int8"}
+    flags["openvino-int8"] = "--openvino-int8"
     return flags.get(variant, f"--{variant}" if variant != "fp32" else "")
 
 
@@ -52,17 +73,25 @@ def write_manifest(
     input_names: list[str],
     source: Path,
     files: dict[str, Path],
+    calibration: dict[str, Any] | None = None,
 ) -> Path:
-    """The manifest of an export being written in `folder`: every variant with its checksum."""
+    """The manifest of an export being written in `folder`: every variant with its checksum,
+    and the confidence calibration (`calibration["temperature"]`: what classify divides the
+    logits by) when there is one."""
+    variants: dict[str, dict[str, str]] = {}
+    for variant, path in files.items():
+        variants[variant] = {"file": path.name, "sha256": file_sha256(path)}
+        if path.suffix == ".xml":  # OpenVINO IR: its weights are in the .bin beside it
+            weights = path.with_suffix(".bin")
+            variants[variant] |= {"data_file": weights.name, "data_sha256": file_sha256(weights)}
     manifest = {
         "label_names": label_names,
         "input_names": input_names,
         "source_checkpoint": str(Path(source).resolve()),
-        "variants": {
-            variant: {"file": path.name, "sha256": file_sha256(path)}
-            for variant, path in files.items()
-        },
+        "variants": variants,
     }
+    if calibration is not None:
+        manifest["calibration"] = calibration
     from newsclf.io import write_json_atomic
 
     return write_json_atomic(Path(folder) / MANIFEST_FILE, manifest)
@@ -100,21 +129,39 @@ def _checked_manifest(path: Path) -> dict[str, Any]:
         problem = "no list of label_names"
     elif not isinstance(manifest.get("input_names"), list):
         problem = "no list of input_names"
+    elif not set(manifest["input_names"]) <= _INPUTS or "input_ids" not in manifest["input_names"]:
+        problem = f"input_names {manifest['input_names']} are not a text classifier's"
     elif not isinstance(variants, dict) or not variants:
         problem = "no variants"
+    elif "calibration" in manifest and not _valid_temperature(manifest["calibration"]):
+        problem = "its calibration has no positive, finite temperature"
     else:
         for name, info in variants.items():
             if name not in VARIANT_FILES:
                 problem = f"unknown variant {name!r}"
             elif not isinstance(info, dict) or not {"file", "sha256"} <= set(info):
                 problem = f"variant {name!r} lacks its file or sha256"
-            elif Path(str(info["file"])).name != info["file"]:
+            elif any(
+                Path(str(info[key])).name != info[key]
+                for key in ("file", "data_file")
+                if key in info
+            ):
                 problem = f"variant {name!r} names a file outside the folder"
+            elif str(info["file"]).endswith(".xml") and "data_sha256" not in info:
+                problem = f"variant {name!r} lacks its weights file"
             if problem:
                 break
     if problem:
         raise ModelError(f"{path} is not a valid newsclf manifest: {problem}. Export again.")
     return manifest
+
+
+def _valid_temperature(calibration: Any) -> bool:
+    if not isinstance(calibration, dict):
+        return False
+    value = calibration.get("temperature")
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return is_number and math.isfinite(value) and value > 0
 
 
 @dataclass
@@ -127,6 +174,7 @@ class ExportFolder:
     input_names: list[str]
     variants: dict[str, Path]
     manifest: dict[str, Any] = field(default_factory=dict)
+    tokenizer: Any = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: str | Path) -> ExportFolder:
@@ -146,13 +194,17 @@ class ExportFolder:
             )
         manifest = _checked_manifest(path / MANIFEST_FILE)
         variants = {name: path / info["file"] for name, info in manifest["variants"].items()}
-        lost = sorted(name for name, file in variants.items() if not file.is_file())
+        lost = sorted(
+            name
+            for name, info in manifest["variants"].items()
+            if not all((path / info[k]).is_file() for k in ("file", "data_file") if k in info)
+        )
         if lost:
             raise ModelError(
                 f"{path}: the manifest lists variant(s) {', '.join(lost)} whose file is missing."
             )
-        id2label = _read_json(path / "config.json").get("id2label") or {}
-        label_names = [id2label[k] for k in sorted(id2label, key=int)]
+        config = read_model_config(path)
+        label_names = label_names_of(config, path)
         if label_names != manifest["label_names"]:
             raise ModelError(
                 f"{path}: config.json's labels {label_names} differ from the export manifest's "
@@ -165,7 +217,22 @@ class ExportFolder:
             input_names=list(manifest["input_names"]),
             variants=variants,
             manifest=manifest,
+            tokenizer=load_checked_tokenizer(path, config.get("vocab_size")),
         )
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The manifest's calibration (temperature, rows fitted on, where they came from), or
+        None for an uncalibrated export (and exports written before newsclf calibrated)."""
+        calibration = self.manifest.get("calibration")
+        return dict(calibration) if calibration is not None else None
+
+    @property
+    def temperature(self) -> float:
+        """What the logits are divided by before the softmax: the fitted temperature, 1.0 when
+        the export is uncalibrated."""
+        calibration = self.calibration
+        return float(calibration["temperature"]) if calibration is not None else 1.0
 
     def verify(self, variant: str) -> Path:
         """The variant's file, after checking it is the very file this export wrote.
@@ -179,19 +246,58 @@ class ExportFolder:
                 f"Export it with: newsclf export --onnx {variant_flag(variant)}"
             )
         file = self.variants[variant]
-        if file_sha256(file) != self.manifest["variants"][variant]["sha256"]:
-            raise ModelError(
-                f"{file} is not the file this export wrote (its checksum differs from "
-                f"{MANIFEST_FILE}); it comes from another model or was modified. Export again."
-            )
+        info = self.manifest["variants"][variant]
+        checked = [(file, info["sha256"])]
+        if "data_file" in info:
+            checked.append((self.path / info["data_file"], info["data_sha256"]))
+        for path, sha256 in checked:
+            if file_sha256(path) != sha256:
+                raise ModelError(
+                    f"{path} is not the file this export wrote (its checksum differs from "
+                    f"{MANIFEST_FILE}); it comes from another model or was modified. "
+                    "Export again."
+                )
+        if file.suffix == ".onnx":  # OpenVINO checks its own IR as it reads it
+            check_graph(file, self.input_names, len(self.label_names))
         return file
 
     def load_tokenizer(self) -> Any:
-        from transformers import AutoTokenizer
+        """The export's tokenizer (checked against the model when the folder was loaded)."""
+        return self.tokenizer
 
-        try:
-            return AutoTokenizer.from_pretrained(
-                str(self.path), local_files_only=True, trust_remote_code=False
-            )
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{self.path}: cannot load the tokenizer ({exc}).") from exc
+
+def check_graph(file: Path, input_names: list[str], classes: int) -> None:
+    """The graph is one newsclf writes: it parses, its weights are inside it (external data
+    could point anywhere on disk), it takes the manifest's inputs and outputs `logits` of one
+    score per class.
+
+    Raises:
+        ModelError: it is not.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(file), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ModelError(f"{file} is not a readable ONNX graph ({exc}). Export again.") from None
+    graph = model.graph
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer):
+        raise ModelError(
+            f"{file} keeps weights in external files; newsclf exports keep them inside the graph."
+        )
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in initializers]
+    if sorted(inputs) != sorted(input_names):
+        raise ModelError(
+            f"{file} takes inputs {inputs}, the manifest says {input_names}. Export again."
+        )
+    outputs = {o.name: o for o in graph.output}
+    if "logits" not in outputs:
+        raise ModelError(f"{file}: the graph has no 'logits' output. Export again.")
+    dims = outputs["logits"].type.tensor_type.shape.dim
+    width = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
+    if width is not None and width != classes:
+        raise ModelError(
+            f"{file} outputs {width} classes but config.json names {classes}; the folder "
+            "mixes files of different models."
+        )

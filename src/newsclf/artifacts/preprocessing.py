@@ -4,7 +4,7 @@ copied into the export folder, reused by `classify`, so that nobody re-types the
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,10 @@ class PreprocessingConfig:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path} is not valid JSON: {exc}") from exc
+        missing = [f.name for f in fields(cls) if not isinstance(raw, dict) or f.name not in raw]
+        if missing:
+            # A setting left out would silently take today's default, not the model's.
+            raise ModelError(f"{path} lacks {', '.join(missing)}; export or train again.")
         try:
             return cls.from_dict(raw, str(path))
         except InputError as exc:

@@ -4,8 +4,15 @@ RUN/best/                 a standard Hugging Face folder + newsclf_preprocessing
 RUN/metrics.json          what the run did: data, validation history, test metrics, speed,
                           device, versions, the full configuration ("kind": train or soup)
 RUN/train_config.json     the training configuration, for --resume and soup
+RUN/distill_config.json   a distilled student's settings (newsclf distill), for --resume, in place
+                          of train_config.json
+RUN/teacher_logits.safetensors  a student's cache of its teacher's logits on the training rows,
+                          transfer texts and validation rows (computed once, reused on --resume)
 RUN/parity_sample.jsonl   labelled rows that export checks parity on (validation rows; training
                           rows when the run had none)
+RUN/calibration_sample.jsonl  training texts that export calibrates static int8 scales on
+RUN/validation.jsonl      every validation row (text, label): what export fits the confidence
+                          calibration on (absent when the run had no validation split)
 RUN/README.md             the model card
 RUN/checkpoints/          Trainer checkpoints while training (removed at the end)
 RUN/ensemble.json         an ensemble (soup --ensemble): its members, in place of best/
@@ -27,15 +34,20 @@ from newsclf.errors import InputError, ModelError
 BEST_DIR = "best"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "train_config.json"
+DISTILL_CONFIG_FILE = "distill_config.json"
+TEACHER_LOGITS_FILE = "teacher_logits.safetensors"
 PARITY_SAMPLE_FILE = "parity_sample.jsonl"
+CALIBRATION_SAMPLE_FILE = "calibration_sample.jsonl"
+VALIDATION_FILE = "validation.jsonl"
 MODEL_CARD_FILE = "README.md"
 CHECKPOINTS_DIR = "checkpoints"
 ENSEMBLE_FILE = "ensemble.json"
 MEMBERS_DIR = "members"
 TUNE_DIR = "tune"
 EXPORT_DIR = "onnx"
-# Validation rows a run keeps in its parity sample.
+# Validation rows a run keeps in its parity sample; training texts in its calibration sample.
 PARITY_ROWS = 256
+CALIBRATION_ROWS = 300
 
 
 @dataclass(frozen=True)
@@ -60,8 +72,24 @@ class RunFolder:
         return self.path / CONFIG_FILE
 
     @property
+    def distill_config_file(self) -> Path:
+        return self.path / DISTILL_CONFIG_FILE
+
+    @property
+    def teacher_logits_file(self) -> Path:
+        return self.path / TEACHER_LOGITS_FILE
+
+    @property
     def parity_sample(self) -> Path:
         return self.path / PARITY_SAMPLE_FILE
+
+    @property
+    def validation_rows(self) -> Path:
+        return self.path / VALIDATION_FILE
+
+    @property
+    def calibration_sample(self) -> Path:
+        return self.path / CALIBRATION_SAMPLE_FILE
 
     @property
     def model_card(self) -> Path:
@@ -145,7 +173,7 @@ class RunFolder:
 def write_ensemble_description(folder: Path, members: Sequence[str], runs: Sequence[Path]) -> Path:
     from newsclf.io import write_json_atomic
 
-    description = {"members": list(members), "runs": [str(r) for r in runs]}
+    description = {"members": list(members), "runs": [str(Path(r).absolute()) for r in runs]}
     return write_json_atomic(Path(folder) / ENSEMBLE_FILE, description)
 
 
@@ -188,13 +216,65 @@ def resolve_checkpoint(checkpoint: Path) -> tuple[Path, Path | None]:
 def write_parity_sample(
     run_dir: Path, texts: Sequence[str], labels: Sequence[int], rows: int = PARITY_ROWS
 ) -> Path:
+    return _write_labelled(Path(run_dir) / PARITY_SAMPLE_FILE, texts[:rows], labels[:rows])
+
+
+def write_validation_rows(run_dir: Path, texts: Sequence[str], labels: Sequence[int]) -> Path:
+    return _write_labelled(Path(run_dir) / VALIDATION_FILE, texts, labels)
+
+
+def read_validation_rows(run_dir: Path) -> tuple[list[str], list[int]]:
+    """Every validation row the run kept (text, class index).
+
+    Raises:
+        InputError: a line is not a labelled row.
+    """
+    return _read_labelled(Path(run_dir) / VALIDATION_FILE, None)
+
+
+def _write_labelled(path: Path, texts: Sequence[str], labels: Sequence[int]) -> Path:
     from newsclf.io import write_text_atomic
 
     lines = [
         json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n"
-        for text, label in zip(texts[:rows], labels[:rows], strict=True)
+        for text, label in zip(texts, labels, strict=True)
     ]
-    return write_text_atomic(Path(run_dir) / PARITY_SAMPLE_FILE, "".join(lines))
+    return write_text_atomic(path, "".join(lines))
+
+
+def write_calibration_sample(
+    run_dir: Path, texts: Sequence[str], rows: int = CALIBRATION_ROWS, seed: int = 0
+) -> Path:
+    """A seeded random sample of training texts (a file sorted by class would otherwise give
+    one class only)."""
+    import random
+
+    from newsclf.io import write_text_atomic
+
+    chosen = random.Random(seed).sample(list(texts), min(rows, len(texts)))
+    lines = [json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in chosen]
+    return write_text_atomic(Path(run_dir) / CALIBRATION_SAMPLE_FILE, "".join(lines))
+
+
+def read_calibration_sample(run_dir: Path) -> list[str]:
+    """The run's calibration texts (empty ones left out).
+
+    Raises:
+        InputError: a line is not a calibration row.
+    """
+    path = Path(run_dir) / CALIBRATION_SAMPLE_FILE
+    texts = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                text = str(json.loads(line)["text"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InputError(f"{path}, line {number}: not a calibration row ({exc}).") from None
+            if text:
+                texts.append(text)
+    return texts
 
 
 def read_parity_sample(run_dir: Path, limit: int = PARITY_ROWS) -> tuple[list[str], list[int]]:
@@ -203,7 +283,10 @@ def read_parity_sample(run_dir: Path, limit: int = PARITY_ROWS) -> tuple[list[st
     Raises:
         InputError: a line is not a parity row.
     """
-    path = Path(run_dir) / PARITY_SAMPLE_FILE
+    return _read_labelled(Path(run_dir) / PARITY_SAMPLE_FILE, limit)
+
+
+def _read_labelled(path: Path, limit: int | None) -> tuple[list[str], list[int]]:
     texts: list[str] = []
     labels: list[int] = []
     with open(path, encoding="utf-8") as handle:
@@ -214,10 +297,10 @@ def read_parity_sample(run_dir: Path, limit: int = PARITY_ROWS) -> tuple[list[st
                 row = json.loads(line)
                 text, label = str(row["text"]), int(row["label"])
             except (ValueError, KeyError, TypeError) as exc:
-                raise InputError(f"{path}, line {number}: not a parity row ({exc}).") from None
+                raise InputError(f"{path}, line {number}: not a labelled row ({exc}).") from None
             if text:
                 texts.append(text)
                 labels.append(label)
-            if len(texts) >= limit:
+            if limit is not None and len(texts) >= limit:
                 break
     return texts, labels

@@ -9,7 +9,7 @@ import typer
 
 from newsclf.cli.console import console
 from newsclf.cli.options import changed, plain, refuse, values, with_options
-from newsclf.inference import ClassifierConfig, ClassifyConfig, ClassifyResult
+from newsclf.inference import REVIEW, ClassifierConfig, ClassifyConfig, ClassifyResult
 from newsclf.integrations.ray import RayConfig
 from newsclf.options import option_specs
 
@@ -22,6 +22,7 @@ REPORTS = "Reports"
 
 @with_options([*FILE_OPTIONS, *RUNTIME_OPTIONS, *RAY_OPTIONS])
 def classify(
+    context: typer.Context,
     input: Annotated[
         str,
         typer.Argument(
@@ -50,6 +51,25 @@ def classify(
             help="Write a confusion-matrix PNG into this folder.", rich_help_panel=REPORTS
         ),
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help=plain(
+                "Write a self-contained HTML report here (summary, metrics, confusion heat map, "
+                "confidence histogram, reliability diagram, coverage / accuracy, confused pairs "
+                "with examples; needs matplotlib: pip install 'newsclf[plots]')."
+            ),
+            rich_help_panel=REPORTS,
+        ),
+    ] = None,
+    review_output: Annotated[
+        str | None,
+        typer.Option(
+            help="Also write the rows under --min-confidence to this file (format by "
+            "extension, the output's columns).",
+            rich_help_panel=REVIEW,
+        ),
+    ] = None,
     engine: Annotated[
         Engine,
         typer.Option(
@@ -65,12 +85,23 @@ def classify(
     from newsclf.cli.plots import require_matplotlib, write_confusion_png
     from newsclf.cli.progress import RowProgress
     from newsclf.cli.render import classify_summary, evaluation_summary, ray_workers_table
-    from newsclf.io import write_json_atomic
+    from newsclf.io import check_target, write_json_atomic
 
     config = ClassifyConfig(**values(options, FILE_OPTIONS))
     runtime = ClassifierConfig(**values(options, RUNTIME_OPTIONS))
+    if review_output is not None and config.min_confidence is None:
+        refuse(["--review-output"], "it holds the rows under --min-confidence; give that too.")
+    # Where the reports go is checked before the work, not after it.
+    if report is not None:
+        check_target(report)
     if plots is not None:
-        require_matplotlib()  # before the work, not after it
+        require_matplotlib()
+        check_target(plots, directory=True)
+    if html is not None:
+        require_matplotlib("--html")
+        check_target(html)
+    if review_output is not None:
+        check_target(review_output)
     if engine == "ray":
         from newsclf.integrations.ray import classify_with_ray
 
@@ -83,13 +114,14 @@ def classify(
                 config,
                 ray,
                 output=output,
+                review_output=review_output,
                 progress=progress.update,
             )
         console.print(classify_summary(result))
         console.print(ray_workers_table(result))  # type: ignore[arg-type]
     else:
-        refuse(changed(options, RAY_OPTIONS), "Ray's options; add --engine ray.")
-        result = _classify_locally(input, model, output, config, runtime)
+        refuse(changed(context, options, RAY_OPTIONS), "Ray's options; add --engine ray.")
+        result = _classify_locally(input, model, output, review_output, config, runtime)
     if result.metrics is not None:
         console.print(evaluation_summary(result))
     if report is not None:
@@ -98,12 +130,24 @@ def classify(
     if plots is not None and result.metrics is not None:
         png = write_confusion_png(plots, result.metrics)
         console.print(f"confusion matrix plot written to {png}", markup=False, highlight=False)
+    if result.review_output is not None:
+        console.print(
+            f"{result.review_rows:,} rows to review written to {result.review_output}",
+            markup=False,
+            highlight=False,
+        )
+    if html is not None:
+        from newsclf.cli.html_report import write_html_report
+
+        write_html_report(html, result)
+        console.print(f"HTML report written to {html}", markup=False, highlight=False)
 
 
 def _classify_locally(
     input: str,
     model: Path | None,
     output: str | None,
+    review_output: str | None,
     config: ClassifyConfig,
     runtime: ClassifierConfig,
 ) -> ClassifyResult:
@@ -126,6 +170,13 @@ def _classify_locally(
         )
     )
     with RowProgress(console) as progress:
-        result = classify_file(input, classifier, config, output=output, progress=progress.update)
+        result = classify_file(
+            input,
+            classifier,
+            config,
+            output=output,
+            review_output=review_output,
+            progress=progress.update,
+        )
     console.print(classify_summary(result))
     return result

@@ -58,9 +58,19 @@ def with_options(specs: Iterable[OptionSpec]) -> Callable[[F], F]:
     return decorate
 
 
-def changed(options: dict[str, Any], specs: Iterable[OptionSpec]) -> list[str]:
-    """The flags of `specs` given a value other than their default."""
-    return [s.flag.split("/")[0] for s in specs if options.get(s.name) != cli_default(s)]
+def changed(
+    context: typer.Context, options: dict[str, Any], specs: Iterable[OptionSpec]
+) -> list[str]:
+    """The flags of `specs` given on the command line (even at their default value) or set
+    to a value other than their default."""
+
+    def given(spec: OptionSpec) -> bool:
+        source = context.get_parameter_source(spec.name)
+        if source is not None and source.name == "COMMANDLINE":
+            return True
+        return options.get(spec.name) != cli_default(spec)
+
+    return [s.flag.split("/")[0] for s in specs if given(s)]
 
 
 def refuse(flags: list[str], reason: str) -> None:

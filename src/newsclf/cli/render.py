@@ -176,7 +176,20 @@ def export_table(result: ExportResult) -> RenderableType:
     notes += [
         f"note: {v.variant}: {v.fallback_reason}" for v in result.variants if v.fallback_reason
     ]
-    return Group(table, Text("\n".join(notes)))
+    return Group(table, Text("\n".join(notes)), calibration_note(result))
+
+
+def calibration_note(result: ExportResult) -> Text:
+    """The temperature the export applies, and ECE / NLL before and after on the rows it was
+    fitted on; or that the export is uncalibrated, and why."""
+    c = result.calibration
+    if not c.calibrated:
+        return Text(f"uncalibrated: confidences are the raw softmax (T = 1): {c.reason}", "yellow")
+    return Text(
+        f"calibration: temperature {c.temperature:.3f} fitted on {c.rows:,} validation rows "
+        f"({c.source}): ECE {percent(c.ece_before)} -> {percent(c.ece_after)}, "
+        f"NLL {c.nll_before:.4f} -> {c.nll_after:.4f}"
+    )
 
 
 def classify_summary(result: ClassifyResult) -> Panel:
@@ -198,6 +211,17 @@ def classify_summary(result: ClassifyResult) -> Panel:
     ]
     if result.peak_rss_mb:
         lines.append(f"peak memory  {result.peak_rss_mb:,.0f} MB")
+    lines.append(
+        f"confidence   calibrated, temperature {info.temperature:.3f}"
+        if info.temperature != 1.0
+        else "confidence   raw softmax (uncalibrated export, or --no-calibrate)"
+    )
+    if result.min_confidence is not None:
+        share = result.review_rows / result.rows if result.rows else 0.0
+        lines.append(
+            f"review       {result.review_rows:,} rows ({percent(share)}) under confidence "
+            f"{result.min_confidence:g}: needs_review = true"
+        )
     notes = []
     if info.fallback_reason:
         notes.append(Text(f"note: {info.fallback_reason}", style="bold yellow"))
@@ -247,6 +271,8 @@ def evaluation_summary(result: ClassifyResult) -> RenderableType:
         style="bold",
     )
     parts: list[RenderableType] = [head, metrics_table(metrics), confusion_table(metrics)]
+    if result.coverage:
+        parts.append(coverage_table(result))
     if result.confusions:
         table = _table("Most frequent confusions")
         for name in ("true", "predicted", "count", "example"):
@@ -256,6 +282,27 @@ def evaluation_summary(result: ClassifyResult) -> RenderableType:
             table.add_row(Text(c.true), Text(c.predicted), f"{c.count:,}", Text(example))
         parts.append(table)
     return Group(*parts)
+
+
+def coverage_table(result: ClassifyResult) -> Table:
+    """The coverage / accuracy trade-off: at each confidence threshold, the labelled rows
+    accepted and their accuracy; the user's --min-confidence in bold."""
+    ece = result.calibration_error
+    table = _table(
+        "Coverage / accuracy (accept rows at or above the confidence, review the rest)",
+        None if ece is None else f"expected calibration error on these rows: {percent(ece)}",
+    )
+    for name in ("confidence", "rows accepted", "coverage", "accuracy"):
+        table.add_column(name, justify="left" if name == "confidence" else "right")
+    for point in result.coverage:
+        table.add_row(
+            f">= {point.threshold:g}" + ("  (--min-confidence)" if point.chosen else ""),
+            f"{point.rows:,}",
+            percent(point.coverage),
+            percent(point.accuracy),
+            style="bold" if point.chosen else None,
+        )
+    return table
 
 
 _PARAM_HEADERS = {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import typer
+
 from newsclf.cli.console import console
 from newsclf.cli.options import changed, refuse, with_options
 from newsclf.errors import InputError
@@ -13,14 +15,17 @@ TRAIN_OPTIONS = TrainingConfig.option_specs()
 
 
 @with_options(TRAIN_OPTIONS)
-def train(**options: Any) -> None:
+def train(context: typer.Context, **options: Any) -> None:
     """Fine-tune a classifier with the recipe; writes best/, metrics.json and a model card."""
     config = TrainingConfig.from_options(options)
     if config.resume:
         if config.output_dir is None:
             raise InputError("--resume needs --output-dir: the run to continue.")
         others = [s for s in TRAIN_OPTIONS if s.name not in ("resume", "output_dir")]
-        refuse(changed(options, others), "--resume continues with the run's saved configuration.")
+        refuse(
+            changed(context, options, others),
+            "--resume continues with the run's saved configuration.",
+        )
         trainer = NewsTrainer.resume(config.output_dir)
         console.print("Resuming with the run's saved configuration.")
     else:

@@ -22,6 +22,7 @@ SEARCH_OPTIONS = option_specs(TuneConfig)
 
 @with_options([*RECIPE_OPTIONS, *SEARCH_OPTIONS])
 def tune(
+    context: typer.Context,
     train_best: Annotated[
         bool,
         typer.Option(
@@ -44,7 +45,10 @@ def tune(
             raise InputError("--resume needs --output-dir: the run whose search to continue.")
         kept = ("output_dir", "trials", "timeout", "resume")
         others = [s for s in [*RECIPE_OPTIONS, *SEARCH_OPTIONS] if s.name not in kept]
-        refuse(changed(options, others), "--resume continues with the search's saved settings.")
+        refuse(
+            changed(context, options, others),
+            "--resume continues with the search's saved settings.",
+        )
         saved = TuneConfig.load(RunFolder(training.output_dir).tune_config_file)
         config = TuneConfig(
             **{

@@ -135,6 +135,9 @@ def make_soup(
     pre = PreprocessingConfig.load(RunFolder(runs[0]).best_dir)
     _check_same(runs, configs, pre)
     data = load_training_data(replace(configs[0], test_file=test_file))
+    if test_file is None:
+        # A hub dataset brings its test split; the soup reads test rows only when asked to.
+        data = replace(data, test=None)
     tokenizer = AutoTokenizer.from_pretrained(str(RunFolder(runs[0]).best_dir))
     models = [_load_model(r) for r in runs]
     _check_compatible(runs, models, data.label_names)
@@ -220,7 +223,7 @@ def _check_same(
     first = configs[0]
     for run, config in zip(runs[1:], configs[1:], strict=True):
         for name in _SAME_DATA:
-            if getattr(config, name) != getattr(first, name):
+            if _comparable(getattr(config, name)) != _comparable(getattr(first, name)):
                 raise InputError(
                     f"{run} and {runs[0]} differ in {name} ({getattr(config, name)!r} vs "
                     f"{getattr(first, name)!r}): a soup needs runs from the same model, data "
@@ -232,6 +235,11 @@ def _check_same(
             raise InputError(
                 f"{run} chose its checkpoint on {config.metric}, {runs[0]} on {first.metric}."
             )
+
+
+def _comparable(value: Any) -> Any:
+    # Runs saved before 0.3 hold paths as typed; later ones absolute.
+    return Path(value).resolve() if isinstance(value, Path) else value
 
 
 def _load_model(run: Path) -> torch.nn.Module:
@@ -288,6 +296,10 @@ def _write_run_folder(
             _save_model_folder(folder.best_dir, model, tokenizer, pre)
         # The ingredients share one validation split, so the first run's sample is the soup's.
         shutil.copyfile(RunFolder(runs[0]).parity_sample, folder.parity_sample)
+        first = RunFolder(runs[0])
+        for name in ("calibration_sample", "validation_rows"):
+            if getattr(first, name).is_file():
+                shutil.copyfile(getattr(first, name), getattr(folder, name))
         metrics = result.to_dict()
         write_json_atomic(folder.metrics_file, metrics)
         write_text_atomic(folder.model_card, model_card(result.run_dir, metrics))

@@ -1,5 +1,6 @@
 """`newsclf export --onnx`: conversion (`convert`) and validation (`parity`) as separate steps,
-and `export_onnx`, which writes an export folder only when every variant matches PyTorch."""
+the confidence calibration (`calibration`), and `export_onnx`, which writes an export folder
+only when every variant matches PyTorch."""
 
 from typing import TYPE_CHECKING
 
@@ -8,6 +9,13 @@ from newsclf.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
+        "Calibration": "calibration",
+        "calibrate": "calibration",
+        "calibrate_on_validation": "calibration",
+        "fit_temperature": "calibration",
+        "expected_calibration_error": "calibration",
+        "negative_log_likelihood": "calibration",
+        "ECE_BINS": "calibration",
         "ExportConfig": "config",
         "Quantize": "config",
         "export_fp32": "convert",
@@ -29,6 +37,15 @@ __getattr__, __dir__, __all__ = lazy_exports(
 )
 
 if TYPE_CHECKING:
+    from newsclf.export.calibration import (
+        ECE_BINS,
+        Calibration,
+        calibrate,
+        calibrate_on_validation,
+        expected_calibration_error,
+        fit_temperature,
+        negative_log_likelihood,
+    )
     from newsclf.export.config import ExportConfig, Quantize
     from newsclf.export.convert import (
         INT8_RECIPES,

@@ -36,6 +36,20 @@ class ExportConfig:
         flag="--openvino",
         panel=VARIANTS,
     )
+    # Static int8 on OpenVINO, calibrated on training rows: batch-invariant labels.
+    openvino_int8: bool = option(
+        False,
+        help="Add the openvino-int8 variant (static int8 on OpenVINO, calibrated on training "
+        "rows; the same label for a row whatever its batch; CPU).",
+        flag="--openvino-int8",
+        panel=VARIANTS,
+    )
+    calibration_file: Path | None = option(
+        None,
+        help="Texts to calibrate openvino-int8 on (training rows, never test rows). Default: "
+        "the run's calibration sample.",
+        panel=VARIANTS,
+    )
     opset: int = option(18, help="ONNX opset.", panel=VARIANTS)
     # Texts for the parity check; None: the run's validation sample (parity_sample.jsonl).
     parity_file: Path | None = option(
@@ -72,6 +86,8 @@ class ExportConfig:
             )
         if self.parity_file is not None:
             self.parity_file = Path(self.parity_file)
+        if self.calibration_file is not None:
+            self.calibration_file = Path(self.calibration_file)
         self.parity_batch_sizes = tuple(self.parity_batch_sizes)
         if not any(b > 1 for b in self.parity_batch_sizes):
             raise InputError("parity_batch_sizes needs one batch size above 1.")

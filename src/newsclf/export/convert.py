@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from newsclf.errors import InputError, ModelError
 from newsclf.inference import quiet_onnxruntime
 
 
@@ -27,7 +28,11 @@ def model_input_names(model: Any, tokenizer: Any) -> list[str]:
 
 
 def export_fp32(model: Any, tokenizer: Any, input_names: list[str], path: Path, opset: int) -> Path:
-    """torch.onnx.export with dynamic batch and sequence axes and one output, `logits`."""
+    """torch.onnx.export with dynamic batch and sequence axes and one output, `logits`.
+
+    Raises:
+        InputError: the graph could not be written at `opset`.
+    """
     sample = tokenizer(
         ["newsclf export sample", "a second, somewhat longer sample text for the exporter"],
         padding=True,
@@ -35,23 +40,42 @@ def export_fp32(model: Any, tokenizer: Any, input_names: list[str], path: Path, 
     )
     args = tuple(sample[name] for name in input_names)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=4096)
-    # The exporter logs, as warnings, every torchvision operator it cannot register.
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    # The exporter logs, as warnings, every torchvision operator it cannot register, and the
+    # version converter a traceback when it cannot reach the opset (checked below).
+    for name in ("torch.onnx", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            args,
-            str(path),
-            input_names=input_names,
-            output_names=["logits"],
-            opset_version=opset,
-            dynamo=True,
-            external_data=False,
-            dynamic_shapes={name: {0: batch, 1: sequence} for name in input_names},
-            verbose=False,
+        try:
+            torch.onnx.export(
+                model,
+                args,
+                str(path),
+                input_names=input_names,
+                output_names=["logits"],
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                dynamic_shapes={name: {0: batch, 1: sequence} for name in input_names},
+                verbose=False,
+            )
+        except Exception as exc:  # the exporter raises many kinds
+            raise ModelError(f"torch.onnx.export cannot export this model: {exc}") from None
+    written = graph_opset(path)
+    if written != opset:
+        raise InputError(
+            f"--opset {opset}: the exporter cannot write this model at opset {opset} (it wrote "
+            f"{written}); use --opset {written} or newer."
         )
     return path
+
+
+def graph_opset(path: Path) -> int:
+    """The ONNX (default domain) opset a graph declares."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def optimize_graph(source: Path, target: Path, config: Any, *, for_gpu: bool = False) -> Path:
@@ -91,6 +115,48 @@ def convert_fp16(source: Path, target: Path, config: Any) -> Path:
     fused.unlink()
     model.convert_float_to_float16(keep_io_types=True)
     model.save_model_to_file(str(target))
+    return target
+
+
+def quantize_openvino_int8(
+    source: Path,
+    target: Path,
+    tokenizer: Any,
+    input_names: list[str],
+    texts: list[str],
+    max_length: int,
+) -> Path:
+    """Static int8 for OpenVINO on the CPU: NNCF inserts int8 quantization with activation
+    scales calibrated once, on `texts` (training rows), so that every batch of every run uses
+    the same scales: a row's label does not depend on which rows share its batch (dynamic
+    int8 scales each batch by its own range). Written as OpenVINO IR (`target` .xml + .bin).
+
+    Raises:
+        InputError: OpenVINO or NNCF is not installed, or there are no calibration texts.
+    """
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError:
+        raise InputError(
+            "The openvino-int8 variant needs OpenVINO and NNCF: pip install 'newsclf[openvino]'."
+        ) from None
+    if not texts:
+        raise InputError("No calibration texts for the openvino-int8 variant.")
+
+    def feeds(text: str) -> dict[str, Any]:
+        encoded = tokenizer([text], truncation=True, max_length=max_length, return_tensors="np")
+        return {name: encoded[name].astype("int64") for name in input_names}
+
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    model = ov.Core().read_model(str(source))
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(texts, feeds),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(texts),
+    )
+    ov.save_model(quantized, str(target))
     return target
 
 

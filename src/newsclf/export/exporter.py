@@ -18,17 +18,22 @@ from typing import Any
 import torch
 
 from newsclf.artifacts import (
+    CALIBRATION_ROWS,
     REPORT_FILE,
     VARIANT_FILES,
     PreprocessingConfig,
     RunFolder,
     is_export,
+    label_names_of,
+    load_checked_tokenizer,
+    read_model_config,
     resolve_checkpoint,
     write_manifest,
 )
 from newsclf.combine import PredictionEnsemble
 from newsclf.environment import machine_summary
 from newsclf.errors import InputError, ModelError, ParityError
+from newsclf.export.calibration import Calibration, calibrate_on_validation
 from newsclf.export.config import ExportConfig
 from newsclf.export.convert import (
     INT8_RECIPES,
@@ -37,40 +42,57 @@ from newsclf.export.convert import (
     model_input_names,
     optimize_graph,
     quantize_int8,
+    quantize_openvino_int8,
 )
-from newsclf.export.parity import ParityChecker, VariantParity, load_parity_texts
+from newsclf.export.parity import (
+    ParityChecker,
+    VariantParity,
+    load_calibration_texts,
+    load_parity_texts,
+)
 from newsclf.io import atomic_directory, write_json_atomic
 
 
 @dataclass
 class ExportResult:
-    """What an export wrote and how each variant compared with PyTorch."""
+    """What an export wrote, how each variant compared with PyTorch, and the confidence
+    calibration it applies."""
 
     output_dir: Path
     variants: list[VariantParity]
     parity_source: str
     int8_recipe: str | None
     report: dict[str, Any]
+    calibration: Calibration
 
 
 def load_checkpoint(best_dir: Path) -> tuple[Any, Any]:
-    """The model in fp32 with eager attention (the graph ONNX Runtime knows how to fuse)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """The model in fp32 with eager attention (the graph ONNX Runtime knows how to fuse) and
+    its tokenizer, both checked: weights from safetensors only, a label map of class indices,
+    and the model's own tokenizer.
+
+    Raises:
+        ModelError: a file is missing, damaged or from another model.
+    """
+    from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
     hf_logging.disable_progress_bar()
+    config = read_model_config(best_dir)
+    label_names_of(config, best_dir)
+    tokenizer = load_checked_tokenizer(best_dir, config.get("vocab_size"))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(best_dir), local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(
             str(best_dir),
             local_files_only=True,
             dtype=torch.float32,
             attn_implementation="eager",
             use_safetensors=True,
+            trust_remote_code=False,
         )
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"Cannot load the checkpoint {best_dir}: {exc}") from exc
+    except Exception as exc:  # safetensors, torch and transformers raise many kinds
+        raise ModelError(f"Cannot load the checkpoint {best_dir}: {exc}") from None
     return model.eval(), tokenizer
 
 
@@ -118,6 +140,11 @@ def export_onnx(
         ModelError: the checkpoint cannot be loaded.
         InputError: no parity texts, or `output_dir` holds something other than an export.
         ParityError: a variant does not match PyTorch (nothing is written).
+
+    The export is calibrated: a temperature is fitted on the PyTorch fp32 logits of every
+    validation row the run kept (RUN/validation.jsonl) and recorded in the manifest, where
+    classify applies it. Without those rows (no validation split, an older run, a bare model
+    folder) the export is uncalibrated (T = 1) and `ExportResult.calibration` says why.
     """
     config = config or ExportConfig()
     model, tokenizer, pre, source_dir, run_dir = load_for_export(Path(checkpoint))
@@ -134,6 +161,8 @@ def export_onnx(
         run_dir, config.parity_file, pre, config.parity_rows
     )
     input_names = model_input_names(model, tokenizer)
+    # The confidence calibration (a temperature), not openvino-int8's calibration texts below.
+    confidence = calibrate_on_validation(model, tokenizer, input_names, pre.max_length, run_dir)
     with atomic_directory(output_dir) as staging:
         files = export_variants(model, staging, input_names, tokenizer, config)
         checker = ParityChecker(model, tokenizer, pre, input_names, texts, labels, config)
@@ -148,7 +177,21 @@ def export_onnx(
         if config.openvino:
             files["openvino"] = files["fp32"]
             results.append(checker.check("openvino", files["fp32"]))
+        if config.openvino_int8:
+            calibration, _ = load_calibration_texts(
+                run_dir, config.calibration_file, pre, CALIBRATION_ROWS
+            )
+            files["openvino-int8"] = quantize_openvino_int8(
+                files["fp32"],
+                staging / VARIANT_FILES["openvino-int8"],
+                tokenizer,
+                input_names,
+                calibration,
+                pre.max_length,
+            )
+            results.append(checker.check("openvino-int8", files["openvino-int8"]))
         report = _report(source_dir, parity_source, input_names, results, config, int8_recipe)
+        report["calibration"] = confidence.to_dict()
         failed = [r for r in results if not r.passed]
         if failed:
             lines = "; ".join(f"{r.variant}: {r.failure}" for r in failed)
@@ -156,8 +199,15 @@ def export_onnx(
         save_model_files(staging, model, tokenizer, pre)
         write_json_atomic(staging / REPORT_FILE, report)
         label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        write_manifest(staging, label_names, input_names, source_dir, files)
-    return ExportResult(output_dir, results, parity_source, int8_recipe, report)
+        manifest_calibration = (
+            {k: v for k, v in confidence.to_dict().items() if k != "reason"}
+            if confidence.calibrated
+            else None
+        )
+        write_manifest(
+            staging, label_names, input_names, source_dir, files, calibration=manifest_calibration
+        )
+    return ExportResult(output_dir, results, parity_source, int8_recipe, report, confidence)
 
 
 def export_variants(

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from newsclf.artifacts import ExportFolder
+from newsclf.artifacts import OPENVINO_VARIANTS, ExportFolder
 from newsclf.environment import cpu_cores
 from newsclf.errors import ModelError, ProviderError
 from newsclf.inference.config import ClassifierConfig
@@ -24,11 +24,21 @@ from newsclf.inference.sessions import CUDA, open_session, run_logits
 from newsclf.io import prepare_texts
 
 # Preference when --variant auto: the fastest variant for each device that the folder holds
-# (benchmarks/NOTES.md); openvino only where the openvino package is installed.
+# among those whose labels do not depend on the batch (benchmarks/NOTES.md); the OpenVINO
+# ones only where the openvino package is installed. Dynamic int8 scales each batch by its
+# own range, so a row's label can change with its neighbours: it runs only when asked for.
 AUTO_VARIANTS = {
     "cuda": ("fp16", "optimized", "fp32"),
-    "cpu": ("openvino", "int8", "optimized", "fp32"),
+    "cpu": ("openvino-int8", "openvino", "optimized", "fp32"),
 }
+
+
+# OpenVINO's result for a row depends on the width the row is padded to (by up to 2e-3 in
+# logits for the int8 variant: benchmarks/NOTES.md), not on the other rows of its batch. So
+# there each row is padded to its own length rounded up to a multiple of 8, and batches hold
+# one width only: the same row gets the same numbers whatever shares its batch. ONNX Runtime's
+# CPU kernels give a row the same numbers at any width, so its variants pad to the batch.
+PADDING_BUCKET = {"openvino": 8, "openvino-int8": 8}
 
 
 @dataclass
@@ -62,6 +72,8 @@ class ClassifierInfo:
     max_batch_tokens: int | None
     threads: int
     fallback_reason: str | None
+    # What the logits are divided by before the softmax (1.0: raw softmax).
+    temperature: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,21 +92,31 @@ class Predictions:
         return len(self.labels)
 
 
+def padded_widths(lengths: np.ndarray, bucket: int | None, cap: int) -> np.ndarray:
+    """The width each row is padded to: its length, or with `bucket` its length rounded up to
+    a multiple of `bucket` (at most `cap`, the model's max length)."""
+    if bucket is None:
+        return lengths
+    return np.minimum(-(-lengths // bucket) * bucket, max(cap, 1))
+
+
 def token_budget_batches(
-    lengths: np.ndarray, max_rows: int, max_tokens: int | None = None
+    lengths: np.ndarray, max_rows: int, max_tokens: int | None = None, *, fixed: bool = False
 ) -> list[np.ndarray]:
-    """Row indices per batch: rows sorted by length, each batch at most `max_rows` rows and,
-    when `max_tokens` is set, at most that many padded tokens (rows x longest row). A row
-    longer than the budget alone still gets a batch of its own."""
+    """Row indices per batch: rows sorted by length (their padded width), each batch at most
+    `max_rows` rows and, when `max_tokens` is set, at most that many padded tokens (rows x
+    widest row). A row wider than the budget alone still gets a batch of its own. With `fixed`,
+    a batch holds rows of one width only, so no row is padded beyond its own width."""
     order = np.argsort(lengths, kind="stable")
-    if max_tokens is None:
-        return [order[i : i + max_rows] for i in range(0, len(order), max_rows)]
     batches: list[np.ndarray] = []
     start = 0
     for i, row in enumerate(order):
-        # Sorted ascending: the row being added is the longest of its batch.
+        # Sorted ascending: the row being added is the widest of its batch.
         rows = i - start + 1
-        if rows > max_rows or (rows > 1 and rows * int(lengths[row]) > max_tokens):
+        full = rows > max_rows or (
+            max_tokens is not None and rows > 1 and rows * int(lengths[row]) > max_tokens
+        )
+        if full or (fixed and i > start and lengths[row] != lengths[order[start]]):
             batches.append(order[start:i])
             start = i
     if start < len(order):
@@ -113,8 +135,12 @@ class Classifier:
     Args:
         export: an export folder written by `newsclf export --onnx` (path or `ExportFolder`).
         config: device (`auto`: CUDA when it really works, else the CPU, saying why), variant
-            (`auto`: the fastest the folder holds for the device), batching and threads;
-            None for the defaults.
+            (`auto`: the fastest the folder holds for the device), batching, threads, and
+            whether to apply the export's calibration temperature; None for the defaults.
+
+    Probabilities are softmax(logits / T), T the temperature the export fitted on the run's
+    validation rows (`ExportFolder.temperature`; 1 for an uncalibrated export or with
+    `calibrate=False`). Dividing by T never changes a row's label.
 
     Raises:
         ModelError: the folder is not a complete export, or lacks the variant.
@@ -129,22 +155,28 @@ class Classifier:
         self.label_names = self.folder.label_names
         self.preprocessing = self.folder.preprocessing
         self.threads = config.threads or cpu_cores()
-        if config.variant == "openvino" and config.device == "cuda":
-            raise ProviderError("The openvino variant runs on the CPU; use --device cpu or auto.")
+        self.temperature = self.folder.temperature if config.calibrate else 1.0
+        on_openvino = config.variant in OPENVINO_VARIANTS
+        if on_openvino and config.device == "cuda":
+            raise ProviderError(
+                f"The {config.variant} variant runs on the CPU; use --device cpu or auto."
+            )
+        # OpenVINO is a CPU runtime: its variants never go to CUDA, even with auto.
+        device = "cpu" if on_openvino else config.device
         opened = open_session(
             lambda on: self.folder.verify(self._pick_variant(on)),
-            config.device,
+            device,
             config.threads,
-            openvino_on_cpu=self._pick_variant("cpu") == "openvino",
+            openvino_on_cpu=self._pick_variant("cpu") in OPENVINO_VARIANTS,
         )
         self.session = opened.session
         self.device = opened.device
         self.provider = opened.provider
         self.variant = self._pick_variant(opened.device)
+        self.padding_bucket = PADDING_BUCKET.get(self.variant)
         self.fallback_reason = opened.fallback_reason
         self.batch_size, self.max_batch_tokens = config.batching_for(self.device)
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self._check_outputs()
         tokenizer = self.folder.load_tokenizer()
         # The Rust tokenizer directly: no padding (batches pad themselves), truncation at the
         # model's max length, special tokens as the model was trained with.
@@ -159,22 +191,11 @@ class Classifier:
         if self.config.variant != "auto":
             return self.config.variant
         for candidate in AUTO_VARIANTS[device]:
-            if candidate == "openvino" and importlib.util.find_spec("openvino") is None:
+            if candidate in OPENVINO_VARIANTS and importlib.util.find_spec("openvino") is None:
                 continue
             if candidate in self.folder.variants:
                 return candidate
         raise ModelError(f"{self.folder.path} holds no ONNX variant usable on {device}.")
-
-    def _check_outputs(self) -> None:
-        outputs = {o.name: o for o in self.session.get_outputs()}
-        if "logits" not in outputs:
-            raise ModelError(f"{self.folder.path}: the ONNX graph has no 'logits' output.")
-        width = outputs["logits"].shape[-1]
-        if isinstance(width, int) and width != len(self.label_names):
-            raise ModelError(
-                f"{self.folder.path}: the graph outputs {width} classes but config.json names "
-                f"{len(self.label_names)}; the folder mixes files of different models."
-            )
 
     # -- the public API ------------------------------------------------------------------
 
@@ -215,6 +236,7 @@ class Classifier:
             max_batch_tokens=self.max_batch_tokens,
             threads=self.threads,
             fallback_reason=self.fallback_reason,
+            temperature=self.temperature,
         )
 
     # -- the steps, shared with classify_file --------------------------------------------
@@ -240,13 +262,22 @@ class Classifier:
         ids = [e.ids for e in encodings]
         return Encoded(ids, np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids)))
 
+    def widths(self, lengths: np.ndarray) -> np.ndarray:
+        """The width each row is padded to (see `PADDING_BUCKET`)."""
+        return padded_widths(lengths, self.padding_bucket, self.preprocessing.max_length)
+
     def batches(self, encoded: Encoded) -> list[np.ndarray]:
         """Row indices per batch, rows of similar length together."""
-        return token_budget_batches(encoded.lengths, self.batch_size, self.max_batch_tokens)
+        return token_budget_batches(
+            self.widths(encoded.lengths),
+            self.batch_size,
+            self.max_batch_tokens,
+            fixed=self.padding_bucket is not None,
+        )
 
     def feeds(self, encoded: Encoded, rows: np.ndarray) -> dict[str, np.ndarray]:
         lengths = encoded.lengths[rows]
-        width = int(lengths.max())
+        width = int(self.widths(lengths).max())
         input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         for i, row in enumerate(rows):
             input_ids[i, : lengths[i]] = encoded.ids[row]
@@ -277,7 +308,7 @@ class Classifier:
             all_feeds = [self.feeds(encoded, rows) for rows in batches]
             outputs = run_many("logits", all_feeds)
             for rows, feeds, (logits, seconds) in zip(batches, all_feeds, outputs, strict=True):
-                probabilities[rows] = softmax(logits.astype(np.float32, copy=False))
+                probabilities[rows] = self.softmax(logits.astype(np.float32, copy=False))
                 if stats is not None:
                     stats.padded_tokens += feeds["input_ids"].size
                     stats.latencies_ms.append(1000 * seconds)
@@ -285,11 +316,23 @@ class Classifier:
         for rows in batches:
             started = time.perf_counter()
             feeds = self.feeds(encoded, rows)
-            probabilities[rows] = softmax(self.logits(feeds))
+            probabilities[rows] = self.softmax(self.logits(feeds))
             if stats is not None:
                 stats.padded_tokens += feeds["input_ids"].size
                 stats.latencies_ms.append(1000 * (time.perf_counter() - started))
         return probabilities
+
+    def softmax(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities of logits, with the calibration temperature applied."""
+        return calibrated_softmax(logits, self.temperature)
+
+
+def calibrated_softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / temperature), in the logits' precision; T = 1 is the plain softmax.
+    A positive temperature keeps every row's largest class: labels never change."""
+    if temperature != 1.0:
+        logits = logits / np.asarray(temperature, dtype=logits.dtype)
+    return softmax(logits)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -9,11 +9,14 @@ current one runs. The output goes to a temporary file renamed into place at the 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from newsclf.errors import InputError
 from newsclf.inference.classifier import BatchStats, Classifier, Encoded
@@ -26,8 +29,9 @@ from newsclf.inference.pipeline import (
     RunCounts,
     StageTimes,
     output_target,
+    review_target,
 )
-from newsclf.io import AtomicTableWriter, Chunk, TableReader
+from newsclf.io import NO_LABEL, AtomicTableWriter, Chunk, TableReader
 
 
 @dataclass
@@ -44,6 +48,7 @@ def classify_file(
     config: ClassifyConfig | None = None,
     *,
     output: str | Path | None = None,
+    review_output: str | Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> ClassifyResult:
     """Classify every row of a table; write the rows with predictions; evaluate if labelled.
@@ -51,16 +56,21 @@ def classify_file(
     Args:
         input_path: CSV, TSV, JSONL or Parquet file, or `-` for stdin (format sniffed).
         classifier: the `Classifier` to run.
-        config: how to read and write (text/label columns, probabilities, malformed rows).
+        config: how to read and write (text/label columns, probabilities, malformed rows, the
+            review threshold `min_confidence`).
         output: output file (format by extension) or `-`; default `<input>.predictions.<ext>`.
+        review_output: also write the rows under `config.min_confidence` to this file
+            (format by extension, the output's columns); needs `min_confidence`.
         progress: called after each chunk with (rows done, units done, units total or None).
 
     Returns:
-        `ClassifyResult`; `metrics` is set when the table has the label column.
+        `ClassifyResult`; `metrics`, `coverage` and `reliability` are set when the table has
+        the label column; the predicted-class counts and the confidence histogram always.
 
     Raises:
-        InputError: the input is missing or malformed (its line is named), or the output
-            would overwrite the input or its columns.
+        InputError: the input is missing or malformed (its line is named), the output would
+            overwrite the input or its columns, or `review_output` is given without
+            `min_confidence`.
     """
     config = config or ClassifyConfig()
     started = time.perf_counter()
@@ -73,9 +83,11 @@ def classify_file(
         config=config,
     )
     target, out_format = output_target(input_path, output, reader.format)
+    review = review_target(review_output, config.min_confidence, [input_path], target)
     stages = StageTimes(overlapped=classifier.overlaps_well)
     counts = RunCounts()
-    evaluation = Evaluation(classifier.label_names) if plan.label_column else None
+    # Counts of every row (confidences, predicted classes); metrics when labelled.
+    evaluation = Evaluation(classifier.label_names, config.min_confidence)
     rows_read = 0
 
     def prepare(chunk: Chunk) -> _Prepared:
@@ -86,8 +98,14 @@ def classify_file(
         rows_read += len(chunk)
         return prepared
 
+    schema = plan.output_schema(reader.schema())
     with (
-        AtomicTableWriter(target, out_format, plan.output_columns) as writer,
+        AtomicTableWriter(target, out_format, plan.output_columns, schema) as writer,
+        (
+            AtomicTableWriter(review[0], review[1], plan.output_columns, schema)
+            if review is not None
+            else contextlib.nullcontext()
+        ) as review_writer,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsclf-prefetch") as pool,
     ):
         chunks = stages.timed_reads(reader.iter_chunks(config.chunk_rows))
@@ -102,11 +120,23 @@ def classify_file(
                 probabilities = classifier.probabilities(prepared.encoded, stats)
             with stages.timing("write"):
                 rows = prepared.chunk.rows
-                predicted = plan.annotate(rows, probabilities)
+                annotated = plan.annotate(rows, probabilities)
                 writer.write_rows(rows)
-                if evaluation is not None:
-                    truth = evaluation.match(plan.label_values(rows))
-                    evaluation.add(truth, predicted, prepared.texts, prepared.first_row)
+                if review_writer is not None:
+                    flags = annotated.needs_review
+                    review_writer.write_rows([row for row, f in zip(rows, flags, strict=True) if f])
+                truth = (
+                    evaluation.match(plan.label_values(rows))
+                    if plan.label_column
+                    else np.full(len(rows), NO_LABEL, dtype=np.int64)
+                )
+                evaluation.add(
+                    truth,
+                    annotated.predicted,
+                    annotated.confidence,
+                    prepared.texts,
+                    prepared.first_row,
+                )
             counts.add(prepared.texts, prepared.encoded.tokens, stats)
             if progress is not None:
                 progress(counts.rows, *reader.progress())
@@ -122,6 +152,7 @@ def classify_file(
         evaluation,
         skipped=reader.skipped,
         wall_s=time.perf_counter() - started,
+        review_output=review[0] if review is not None else None,
     )
 
 

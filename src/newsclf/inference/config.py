@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from newsclf.io import TableFormat, parse_text_columns
-from newsclf.options import check_choice, check_positive, option
+from newsclf.options import check_choice, check_positive, check_range, option
 
 Device = Literal["auto", "cuda", "cpu"]
-Variant = Literal["auto", "fp32", "optimized", "fp16", "int8", "openvino"]
+Variant = Literal["auto", "fp32", "optimized", "fp16", "int8", "openvino", "openvino-int8"]
 OnError = Literal["raise", "skip"]
 
 RUNTIME = "Runtime"
 FILES = "Input and output"
+REVIEW = "Review"
 
 # Where --label-column is not given, a column of this name makes the run an evaluation.
 DEFAULT_LABEL_COLUMN = "label"
@@ -46,6 +47,14 @@ class ClassifierConfig:
     )
     threads: int | None = option(
         None, help="CPU threads for inference. Default: one per core.", panel=RUNTIME
+    )
+    # The export's temperature (fitted on validation rows at export time) scales the logits:
+    # confidences that match how often predictions are right. Labels are the same either way.
+    calibrate: bool = option(
+        True,
+        help="Confidences calibrated with the export's temperature; --no-calibrate: the raw "
+        "softmax. Labels are the same either way.",
+        panel=RUNTIME,
     )
 
     # Defaults per device. On the CPU, 32 rows (larger batches were slower: cache); on CUDA,
@@ -81,7 +90,8 @@ class ClassifyConfig:
     )
     text_columns: list[str] = option(
         default_factory=list,
-        help="Text column(s), comma-separated. Default: as the model was trained.",
+        help="Text column(s), comma-separated. Default: the columns the model was trained on, "
+        "else 'text', else 'title'+'description'.",
         flag="--text-column",
         panel=FILES,
         cli_type=str | None,
@@ -103,8 +113,21 @@ class ClassifyConfig:
     chunk_rows: int = option(
         4096, help="Rows read, sorted and written together (bounds memory).", panel=RUNTIME
     )
+    # Every row stays in the output; those under P are flagged (and, with --review-output,
+    # also written to a file of their own). With labels, the report gives the coverage and
+    # accuracy at P and at the standard thresholds.
+    min_confidence: float | None = option(
+        None,
+        help="Review threshold P in [0, 1]: adds a needs_review column, true where the "
+        "confidence is under P; with labels, the report gives the share of rows accepted and "
+        "their accuracy at P.",
+        panel=REVIEW,
+    )
 
     def __post_init__(self) -> None:
+        if self.min_confidence is not None:
+            check_range("--min-confidence", self.min_confidence, 0.0, 1.0, high_open=False)
+            self.min_confidence = float(self.min_confidence)
         if self.format is not None:
             check_choice("--format", self.format, TableFormat)
         check_choice("--on-error", self.on_error, OnError)

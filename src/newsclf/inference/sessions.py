@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from newsclf.environment import cpu_cores
-from newsclf.errors import ProviderError
+from newsclf.errors import ModelError, ProviderError
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -68,13 +68,16 @@ def create_session(
     import onnxruntime as ort
 
     if device == "cpu":
-        return ort.InferenceSession(str(model_path), session_options(threads), providers=[CPU])
+        try:
+            return ort.InferenceSession(str(model_path), session_options(threads), providers=[CPU])
+        except Exception as exc:  # onnxruntime's own exception types
+            raise ModelError(f"{model_path}: ONNX Runtime cannot load it ({exc}).") from None
     if device != "cuda":
         raise ProviderError(f"Unknown device {device!r}; expected cuda or cpu.")
     if CUDA not in ort.get_available_providers():
         raise ProviderError(
             f"This onnxruntime build ({ort.__version__}) has no CUDA provider; "
-            "install onnxruntime-gpu (see the README's GPU section)."
+            "install onnxruntime-gpu (see docs/gpu.md)."
         )
     if not cuda_driver_present():
         raise ProviderError("No NVIDIA driver found (libcuda could not be loaded): no CUDA here.")
@@ -97,7 +100,7 @@ def create_session(
         raise ProviderError(
             "onnxruntime lists the CUDA provider but the session came up on "
             f"{', '.join(providers) or 'nothing'}: the CUDA 12/13 or cuDNN 9 libraries did not "
-            "load. See the README's GPU section; pass --device cpu to run on the CPU."
+            "load. See docs/gpu.md; pass --device cpu to run on the CPU."
         )
     return session
 
@@ -173,21 +176,25 @@ class _Port:
 
 
 class OpenVinoSession:
-    """newsclf's fp32 `model.onnx` compiled by OpenVINO for the CPU, behind the few methods of
-    an ONNX Runtime session that newsclf uses. OpenVINO picks the CPU's fastest precision
-    (bf16 with AMX or AVX512-BF16, else fp32); the provider name says which. It comes from the
-    `openvino` package, which installs beside onnxruntime-gpu (ONNX Runtime's own OpenVINO
-    provider is a separate onnxruntime build that would replace it)."""
+    """An OpenVINO variant compiled for the CPU (newsclf's fp32 `model.onnx`, or the static int8
+    IR `model_openvino_int8.xml`), behind the few methods of an ONNX Runtime session that
+    newsclf uses. OpenVINO picks the CPU's fastest precision for what is not int8 (bf16 with
+    AMX or AVX512-BF16, else fp32); the provider name says which. It comes from the `openvino`
+    package, which installs beside onnxruntime-gpu (ONNX Runtime's own OpenVINO provider is a
+    separate onnxruntime build that would replace it)."""
 
     def __init__(self, model_path: Path, threads: int | None = None) -> None:
         try:
             import openvino as ov
         except ImportError:
             raise ProviderError(
-                "The openvino variant needs OpenVINO: pip install 'newsclf[openvino]'."
+                "The OpenVINO variants need OpenVINO: pip install 'newsclf[openvino]'."
             ) from None
         core = ov.Core()
-        model = core.read_model(str(model_path))
+        try:
+            model = core.read_model(str(model_path))
+        except Exception as exc:  # OpenVINO's own exception types
+            raise ModelError(f"{model_path}: OpenVINO cannot read it ({exc}).") from None
         # Throughput mode: the cores are split into streams, each running its own batch. Small
         # models on few cores scale poorly within one batch, so several batches in flight at
         # once are faster (`run_many`; benchmarks/NOTES.md). A lone batch runs on one stream.

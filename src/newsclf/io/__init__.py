@@ -18,9 +18,13 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "SkippedLine": "tables",
         "detect_format": "tables",
         "delimiter_for": "tables",
+        "is_url": "tables",
+        "table_files": "tables",
         "sniff_format": "tables",
         "read_table": "tables",
         "atomic_file": "atomic",
+        "check_target": "atomic",
+        "remove_stale_partials": "atomic",
         "atomic_directory": "atomic",
         "write_text_atomic": "atomic",
         "write_json_atomic": "atomic",
@@ -41,6 +45,8 @@ if TYPE_CHECKING:
     from newsclf.io.atomic import (
         atomic_directory,
         atomic_file,
+        check_target,
+        remove_stale_partials,
         write_json_atomic,
         write_text_atomic,
     )
@@ -56,8 +62,10 @@ if TYPE_CHECKING:
         TableReader,
         delimiter_for,
         detect_format,
+        is_url,
         read_table,
         sniff_format,
+        table_files,
     )
     from newsclf.io.text import (
         choose_text_columns,

@@ -4,11 +4,17 @@ Rows are plain dicts keyed by column name, in the file's column order, so that c
 write every input column back unchanged. CSV and JSONL are decoded line by line: a malformed
 row or an undecodable byte is reported with its line number (and byte offset), and with
 `on_error="skip"` the reader records the line and keeps going.
+
+The columns are the whole input's before the first row is returned: a JSONL file is scanned
+once for every key (a key that first appears on line 500 is still a column, and a bad line
+fails before any work); on stdin, which cannot be read twice, a key that first appears after
+line 1 is an error naming its line. `schema()` gives the column types the output keeps.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import os
@@ -54,6 +60,39 @@ def detect_format(path: str | Path, override: str | None = None) -> str:
             f"use one of {', '.join(sorted(EXTENSIONS))} or pass --format."
         )
     return EXTENSIONS[suffix]
+
+
+def is_url(path: str) -> bool:
+    """Whether `path` is a URL (s3://, gs://, ...) rather than a local path."""
+    return "://" in path and not path.startswith("file://")
+
+
+def table_files(input: str, format: str | None = None) -> list[str]:
+    """The input files, in the order their rows are read: one file, a folder's tables (sorted
+    by name; hidden files left out), a glob's matches (sorted), or a URL as given.
+
+    Raises:
+        InputError: nothing there, or no table in the folder or glob.
+    """
+    if is_url(input):
+        return [input]
+    path = Path(input.removeprefix("file://"))
+    if path.is_file():
+        return [str(path)]
+    if path.is_dir():
+        candidates = sorted(p for p in path.iterdir() if p.is_file())
+    elif glob.has_magic(input):
+        candidates = sorted(Path(p) for p in glob.glob(input) if Path(p).is_file())
+    else:
+        raise InputError(f"{input}: no such file, folder or glob match.")
+    files = [
+        str(p)
+        for p in candidates
+        if not p.name.startswith((".", "_")) and (format or p.suffix.lower() in EXTENSIONS)
+    ]
+    if not files:
+        raise InputError(f"{input}: holds no CSV, TSV, JSONL or Parquet file.")
+    return files
 
 
 def delimiter_for(fmt: str) -> str:
@@ -135,6 +174,9 @@ class TableReader:
         self._total: int | None = None
         if str(self.path) != STDIN and self.format != "parquet":
             self._total = Path(self.path).stat().st_size
+        self._types: dict[str, set[type]] = {}
+        if self.format == "jsonl" and str(self.path) != STDIN:
+            self._scan_jsonl()
         self._rows = self._iter_rows()
         self._first = next(self._rows, None)
         if self._first is None and not self.columns:
@@ -149,6 +191,18 @@ class TableReader:
         if self.format == "parquet":
             return self._rows_read, self._total
         return self._bytes_read, self._total
+
+    def schema(self) -> Any:
+        """The input's columns as an Arrow schema: Parquet's own, strings for CSV and TSV, the
+        types a JSONL file's values have (strings where they mix). Written Parquet keeps them,
+        whatever the first chunk holds (a column empty there is not typed null)."""
+        import pyarrow as pa
+
+        if self.format == "parquet":
+            return self._arrow_schema
+        if self.format in ("csv", "tsv"):
+            return pa.schema([(c, pa.string()) for c in self.columns])
+        return pa.schema([(c, _arrow_type(self._types.get(c, set()))) for c in self.columns])
 
     def iter_chunks(self, chunk_rows: int) -> Iterator[Chunk]:
         chunk = Chunk([], [])
@@ -188,7 +242,10 @@ class TableReader:
     def _open_binary(self) -> BinaryIO:
         if str(self.path) == STDIN:
             return sys.stdin.buffer
-        return open(self.path, "rb")
+        try:
+            return open(self.path, "rb")
+        except OSError as exc:
+            raise InputError(f"{self.name}: cannot read it ({exc.strerror}).") from None
 
     def _decoded_lines(self, stream: BinaryIO) -> Iterator[str]:
         """Decode line by line so that a bad byte is reported where it is."""
@@ -253,25 +310,60 @@ class TableReader:
             return header
         return None
 
+    def _scan_jsonl(self) -> None:
+        """Every key of the file, in order of first appearance, and its values' types; a bad
+        line stops here, before any work (with `on_error="skip"` the reading pass records it)."""
+        seen: dict[str, None] = {}
+        with self._open_binary() as stream:
+            for number, line in enumerate(self._decoded_lines(stream), start=1):
+                if not line.strip():
+                    continue
+                record = self._parse_json(number, line, report=self.on_error == "raise")
+                if record is None:
+                    continue
+                for key, value in record.items():
+                    seen.setdefault(key, None)
+                    self._types.setdefault(key, set()).add(type(value))
+        self.columns = list(seen)
+        self._bytes_read = 0
+
+    def _parse_json(self, number: int, line: str, *, report: bool = True) -> dict[str, Any] | None:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if report:
+                self._fail(number, f"not valid JSON ({exc.msg} at column {exc.colno}).")
+            return None
+        if not isinstance(record, dict):
+            if report:
+                self._fail(number, f"expected a JSON object, found {type(record).__name__}.")
+            return None
+        return record
+
     def _jsonl_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
         stream = self._open_binary()
+        scanned = bool(self.columns)
         seen = set(self.columns)
         try:
             for number, line in enumerate(self._decoded_lines(stream), start=1):
                 if not line.strip():
                     continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    self._fail(number, f"not valid JSON ({exc.msg} at column {exc.colno}).")
+                record = self._parse_json(number, line)
+                if record is None:
                     continue
-                if not isinstance(record, dict):
-                    self._fail(number, f"expected a JSON object, found {type(record).__name__}.")
-                    continue
-                for key in record:
+                new = [key for key in record if key not in seen]
+                if new and (scanned or len(seen)):
+                    # Only stdin gets here: a file's keys were all scanned first.
+                    raise InputError(
+                        f"{self.name}, line {number}: key(s) {', '.join(map(repr, new))} first "
+                        "appear here, after the output's columns were fixed; classify a file "
+                        "(it is scanned first) or give every record the same keys."
+                    )
+                for key, value in record.items():
                     if key not in seen:
                         self.columns.append(key)
                         seen.add(key)
+                    self._types.setdefault(key, set()).add(type(value))
                 yield number, record
         finally:
             if stream is not sys.stdin.buffer:
@@ -288,11 +380,26 @@ class TableReader:
         except Exception as exc:
             raise InputError(f"{self.name}: not a readable Parquet file ({exc}).") from None
         self.columns = list(parquet.schema_arrow.names)
+        self._arrow_schema = parquet.schema_arrow
         self._total = parquet.metadata.num_rows
         for batch in parquet.iter_batches(batch_size=8192):
             for record in batch.to_pylist():
                 self._rows_read += 1
                 yield self._rows_read, record
+
+
+def _arrow_type(types: set[type]) -> Any:
+    """The Arrow type of JSON values of `types` (None aside): strings where they mix."""
+    import pyarrow as pa
+
+    kinds = types - {type(None)}
+    if kinds == {bool}:
+        return pa.bool_()
+    if kinds == {int}:
+        return pa.int64()
+    if kinds and kinds <= {int, float}:
+        return pa.float64()
+    return pa.string()
 
 
 def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
@@ -314,13 +421,17 @@ class AtomicTableWriter:
     """Writes a table to a hidden temporary file beside the target and renames it into place on
     success, so an interrupted run never leaves an output that looks complete.
 
-    Use as a context manager; `-` writes to stdout (no rename possible there).
+    Use as a context manager; `-` writes to stdout (no rename possible there). `schema` (an
+    Arrow schema of `columns`) types Parquet output; without it, the first chunk's types.
     """
 
-    def __init__(self, path: str | Path, format: str, columns: list[str]) -> None:
+    def __init__(
+        self, path: str | Path, format: str, columns: list[str], schema: Any = None
+    ) -> None:
         self.path = path
         self.format = format
         self.columns = columns
+        self.schema = schema
         self._to_stdout = str(path) == STDIN
         self._atomic: Any = None
         self._parquet_writer: Any = None
@@ -360,17 +471,24 @@ class AtomicTableWriter:
         import pyarrow.parquet as pq
 
         if self._parquet_schema is None:
-            table = pa.Table.from_pylist(rows).select(self.columns)
-            self._parquet_schema = table.schema
-            self._parquet_writer = pq.ParquetWriter(self._binary, self._parquet_schema)
-        else:
-            try:
-                table = pa.Table.from_pylist(rows, schema=self._parquet_schema)
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise InputError(
-                    f"Cannot write {self.path}: a later chunk's column types differ from the first "
-                    f"chunk's ({exc}). Write CSV or JSONL instead."
-                ) from None
+            schema = self.schema
+            if schema is None:
+                schema = pa.Table.from_pylist(rows).select(self.columns).schema
+            self._parquet_schema = schema
+            self._strings = {f.name for f in schema if pa.types.is_string(f.type)}
+            self._parquet_writer = pq.ParquetWriter(self._binary, schema)
+        strings = self._strings
+        typed = [
+            {c: _text_value(row.get(c)) if c in strings else row.get(c) for c in self.columns}
+            for row in rows
+        ]
+        try:
+            table = pa.Table.from_pylist(typed, schema=self._parquet_schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(
+                f"Cannot write {self.path}: a value does not fit its column's type ({exc}). "
+                "Write CSV or JSONL instead."
+            ) from None
         self._parquet_writer.write_table(table)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -380,7 +498,7 @@ class AtomicTableWriter:
                     import pyarrow as pa
                     import pyarrow.parquet as pq
 
-                    schema = pa.schema([(c, pa.string()) for c in self.columns])
+                    schema = self.schema or pa.schema([(c, pa.string()) for c in self.columns])
                     self._parquet_writer = pq.ParquetWriter(self._binary, schema)
                 if self._parquet_writer is not None:
                     self._parquet_writer.close()
@@ -402,9 +520,19 @@ class AtomicTableWriter:
                 self._atomic.__exit__(exc_type, exc, tb)
 
 
+def _text_value(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
 def _csv_value(value: Any) -> Any:
     if value is None:
         return ""
+    if isinstance(value, bool):  # as JSON and Arrow's CSV writer (Ray's part files) spell it
+        return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
     return value

@@ -182,9 +182,17 @@ class TrainingConfig:
         return config_from_dict(cls, raw, where)
 
     def save(self, path: Path) -> Path:
+        """Written with absolute paths, so that --resume and soup work from any folder."""
         from newsclf.io import write_json_atomic
 
-        return write_json_atomic(path, self.to_dict())
+        return write_json_atomic(path, self.absolute().to_dict())
+
+    def absolute(self) -> TrainingConfig:
+        """The same config with its file and folder paths made absolute."""
+        names = ("train_file", "validation_file", "test_file", "output_dir")
+        return replace(
+            self, **{n: Path(getattr(self, n)).absolute() for n in names if getattr(self, n)}
+        )
 
     @classmethod
     def load(cls, path: Path) -> TrainingConfig:

@@ -10,7 +10,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,13 +32,19 @@ from transformers import (
     set_seed,
 )
 from transformers.trainer_callback import PrinterCallback
-from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
-from newsclf.artifacts import PreprocessingConfig, RunFolder, write_model_card, write_parity_sample
+from newsclf.artifacts import (
+    PreprocessingConfig,
+    RunFolder,
+    write_calibration_sample,
+    write_model_card,
+    write_parity_sample,
+    write_validation_rows,
+)
 from newsclf.environment import cpu_cores, machine_summary
 from newsclf.errors import InputError, ModelError, NewsclfError
-from newsclf.io import write_json_atomic
+from newsclf.io import atomic_directory, write_json_atomic
 from newsclf.metrics import ClassificationMetrics, classification_metrics
 from newsclf.training.config import EMBEDDED_MODEL, TrainingConfig
 from newsclf.training.data import LabeledTexts, TrainingData, class_counts, load_training_data
@@ -63,13 +69,31 @@ def default_run_dir(model: str, models_dir: Path = Path("models")) -> Path:
 
 
 class TokenizedTexts(torch.utils.data.Dataset):
-    """Texts tokenized once, without padding; the collator pads each batch to its longest row."""
+    """Texts tokenized once, without padding; the collator pads each batch to its longest row.
 
-    def __init__(self, data: LabeledTexts, tokenizer: PreTrainedTokenizerBase, max_length: int):
+    `columns` adds features of the same length to every row (e.g. a teacher's logits, which a
+    distillation loss reads from the batch); each must have one value per text.
+    """
+
+    def __init__(
+        self,
+        data: LabeledTexts,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        columns: Mapping[str, Sequence[Any]] | None = None,
+    ):
+        columns = dict(columns or {})
+        for name, values in columns.items():
+            if len(values) != len(data):
+                raise ValueError(f"column {name!r} has {len(values)} values for {len(data)} rows")
         encoded = tokenizer(data.texts, truncation=True, max_length=max_length)
         keys = list(encoded.keys())
         self.features = [
-            {**{k: encoded[k][i] for k in keys}, "labels": label}
+            {
+                **{k: encoded[k][i] for k in keys},
+                "labels": label,
+                **{name: values[i] for name, values in columns.items()},
+            }
             for i, label in enumerate(data.labels)
         ]
 
@@ -153,6 +177,9 @@ class _Fit:
     clock: StepClock
     resumed_from: str | None
     train_rows: int
+    # The epoch the resumed checkpoint had reached, read before training: the Trainer may
+    # delete that checkpoint (save_total_limit) once newer ones exist.
+    resumed_epochs: float = 0.0
 
 
 class NewsTrainer:
@@ -169,6 +196,15 @@ class NewsTrainer:
             stopping itself.
         data: the rows to train on, already loaded (a search loads them once for all its
             trials); None loads them as `config` says.
+        model: a (model, tokenizer) the caller built (e.g. a distillation's student), trained
+            in place of `config.model`, which then only names it in the record.
+        loss: the training loss `(model, inputs) -> (loss, outputs)`; default: the model's
+            own cross-entropy (or R-Drop's, as `config.rdrop` says).
+        train_columns: extra features of the training rows, one value per row of
+            `data.train` (e.g. a teacher's logits), passed to `loss` in each batch.
+        records: write train_config.json first, and metrics.json, the model card and the
+            checkpoints' removal last. False leaves the run's configuration and record to the
+            caller (a command with its own, e.g. distill), which ends with `finish_run_dir`.
 
     Raises:
         InputError: several processes and no `output_dir`.
@@ -180,10 +216,18 @@ class NewsTrainer:
         callbacks: Sequence[TrainerCallback] = (),
         *,
         data: TrainingData | None = None,
+        model: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None,
+        loss: LossFunction | None = None,
+        train_columns: Mapping[str, Sequence[Any]] | None = None,
+        records: bool = True,
     ) -> None:
         self.config = config
         self.callbacks = list(callbacks)
         self.data = data
+        self.prepared_model = model
+        self.loss = loss
+        self.train_columns = dict(train_columns or {})
+        self.records = records
         self.world_size = world_size()
         self.is_main = is_main_process()
         if self.world_size > 1 and config.output_dir is None:
@@ -225,31 +269,44 @@ class NewsTrainer:
         self._check_run_dir()
         data = self.data if self.data is not None else load_training_data(cfg)
         pre = replace(cfg.preprocessing, text_columns=data.text_columns)
-        model, tokenizer = self._load_model(data.label_names)
+        if self.prepared_model is not None:
+            model, tokenizer = self.prepared_model
+        else:
+            model, tokenizer = self._load_model(data.label_names)
         hardware = hardware_setup(cfg.precision)
         train_rows = data.train
+        columns = self.train_columns
         if cfg.max_train_samples and cfg.max_train_samples < len(train_rows):
             train_rows = train_rows.subset(range(cfg.max_train_samples))
+            columns = {k: v[: cfg.max_train_samples] for k, v in columns.items()}
         resume_from = self._last_checkpoint() if cfg.resume else None
         # Without validation rows (--validation-fraction 0) every row trains: no evaluations,
         # no early stopping, the last weights are kept; export's parity rows come from train.
-        self._prepare_run_dir(data.validation if len(data.validation) else train_rows)
+        self._prepare_run_dir(data.validation, train_rows)
         if on_start is not None and self.is_main:
             on_start(self._plan(data, len(train_rows), hardware, resume_from))
 
-        trainer = self._trainer(model, tokenizer, data, train_rows, pre, hardware)
+        trainer = self._trainer(model, tokenizer, data, train_rows, pre, hardware, columns)
         fit = self._fit(trainer, hardware, resume_from, len(train_rows))
         best_dir = self._save_best(trainer, tokenizer, pre)
         test = self._evaluate_test(best_dir, tokenizer, data, pre, hardware)
         result = self._result(data, train_rows, fit, test, pre, hardware, started)
-        if self.is_main:
-            self._finish_run_dir(result)
+        if self.is_main and self.records:
+            self.finish_run_dir(result.to_dict())
         return result
+
+    def finish_run_dir(self, metrics: dict[str, Any]) -> None:
+        """Write metrics.json (`metrics`) and the model card from it, and remove the
+        checkpoints: the last step of a run (`train` does it itself unless `records` is
+        False)."""
+        write_json_atomic(self.run.metrics_file, metrics)
+        write_model_card(self.run_dir, metrics)
+        shutil.rmtree(self.run.checkpoints_dir, ignore_errors=True)
 
     # -- steps ------------------------------------------------------------------------------
 
     def _check_run_dir(self) -> None:
-        if self.config.resume and not self.run.config_file.is_file():
+        if self.config.resume and self.records and not self.run.config_file.is_file():
             raise InputError(f"--resume: {self.run_dir} is not a newsclf run directory.")
         if not self.config.resume and self.run.best_dir.exists():
             raise InputError(
@@ -287,13 +344,19 @@ class NewsTrainer:
             raise ModelError(f"{source} is not a sequence-classification model: {exc}") from exc
         return model, tokenizer
 
-    def _prepare_run_dir(self, parity_rows: LabeledTexts) -> None:
+    def _prepare_run_dir(self, validation: LabeledTexts, train_rows: LabeledTexts) -> None:
+        """The run's config and the rows export needs later: a parity sample (validation rows,
+        else training rows), every validation row, a sample of training texts."""
         if not self.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not self.config.resume:
+        if not self.config.resume and self.records:
             self.config.save(self.run.config_file)
-        write_parity_sample(self.run_dir, parity_rows.texts, parity_rows.labels)
+        parity = validation if len(validation) else train_rows
+        write_parity_sample(self.run_dir, parity.texts, parity.labels)
+        if len(validation):
+            write_validation_rows(self.run_dir, validation.texts, validation.labels)
+        write_calibration_sample(self.run_dir, train_rows.texts, seed=self.config.seed)
 
     def _plan(
         self,
@@ -318,11 +381,26 @@ class NewsTrainer:
         )
 
     def _last_checkpoint(self) -> str:
+        """The newest checkpoint the Trainer finished writing (it writes trainer_state.json
+        last): one cut short by a kill is passed over, and removed."""
         folder = self.run.checkpoints_dir
-        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-        if last is None:
-            raise InputError(f"--resume: {folder} holds no checkpoint to continue from.")
-        return last
+        candidates = sorted(
+            (p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+            key=lambda p: int(p.name.split("-")[-1]),
+            reverse=True,
+        )
+        for checkpoint in candidates:
+            if _complete_checkpoint(checkpoint):
+                return str(checkpoint)
+            if self.is_main:
+                shutil.rmtree(checkpoint, ignore_errors=True)
+        raise InputError(f"--resume: {folder} holds no complete checkpoint to continue from.")
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether the run folder holds a complete checkpoint that --resume would continue."""
+        folder = self.run.checkpoints_dir
+        return any(_complete_checkpoint(p) for p in folder.glob("checkpoint-*"))
 
     def _trainer(
         self,
@@ -332,15 +410,16 @@ class NewsTrainer:
         train_rows: LabeledTexts,
         pre: PreprocessingConfig,
         hardware: HardwareSetup,
+        columns: Mapping[str, Sequence[Any]],
     ) -> Trainer:
         evaluate_each = len(data.validation) > 0
         # A new EarlyStoppingCallback per run: it keeps its patience counter.
         stopping = [EarlyStoppingCallback(early_stopping_patience=self.config.patience)]
         trainer = _Trainer(
             model=model,
-            loss=rdrop(self.config.rdrop) if self.config.rdrop else None,
-            args=self._training_args(hardware, evaluate_each),
-            train_dataset=TokenizedTexts(train_rows, tokenizer, pre.max_length),
+            loss=self.loss or (rdrop(self.config.rdrop) if self.config.rdrop else None),
+            args=self._training_args(hardware, evaluate_each, keep_columns=bool(columns)),
+            train_dataset=TokenizedTexts(train_rows, tokenizer, pre.max_length, columns),
             eval_dataset=(
                 TokenizedTexts(data.validation, tokenizer, pre.max_length)
                 if evaluate_each
@@ -356,7 +435,9 @@ class NewsTrainer:
         trainer.remove_callback(PrinterCallback)
         return trainer
 
-    def _training_args(self, hardware: HardwareSetup, evaluate_each: bool) -> TrainingArguments:
+    def _training_args(
+        self, hardware: HardwareSetup, evaluate_each: bool, keep_columns: bool = False
+    ) -> TrainingArguments:
         cfg = self.config
         strategy = "steps" if cfg.eval_steps else "epoch"
         return TrainingArguments(
@@ -384,6 +465,9 @@ class NewsTrainer:
             report_to="none",
             dataloader_num_workers=0,
             save_only_model=False,
+            # Extra columns reach the loss only if the Trainer keeps what the model's forward
+            # does not take (the loss removes them before the forward).
+            remove_unused_columns=not keep_columns,
             **hardware.training_arguments(),
         )
 
@@ -392,6 +476,7 @@ class NewsTrainer:
     ) -> _Fit:
         clock = StepClock(self.samples_per_step)
         trainer.add_callback(clock)
+        resumed_epochs = _checkpoint_epoch(resume_from) if resume_from else 0.0
         started = time.perf_counter()
         with hardware.attention():
             output = trainer.train(resume_from_checkpoint=resume_from)
@@ -399,17 +484,23 @@ class NewsTrainer:
         # eventually deletes the checkpoints); a no-op for one process.
         trainer.accelerator.wait_for_everyone()
         seconds = time.perf_counter() - started
-        return _Fit(trainer.state, output.training_loss, seconds, clock, resume_from, rows)
+        return _Fit(
+            trainer.state, output.training_loss, seconds, clock, resume_from, rows, resumed_epochs
+        )
 
     def _save_best(
         self, trainer: Trainer, tokenizer: PreTrainedTokenizerBase, pre: PreprocessingConfig
     ) -> Path:
+        """best/ appears whole or not at all (staged, then renamed), written by rank 0 alone
+        (the Trainer's should_save: the other processes' save_model writes nothing)."""
         best_dir = self.run.best_dir
-        trainer.save_model(str(best_dir))  # on rank 0 only (the Trainer's should_save)
         if not self.is_main:
+            trainer.save_model(str(best_dir))
             return best_dir
-        tokenizer.save_pretrained(str(best_dir))
-        pre.save(best_dir)
+        with atomic_directory(best_dir) as staging:
+            trainer.save_model(str(staging))
+            tokenizer.save_pretrained(str(staging))
+            pre.save(staging)
         return best_dir
 
     def _evaluate_test(
@@ -450,8 +541,7 @@ class NewsTrainer:
     ) -> TrainResult:
         cfg, state = self.config, fit.state
         train_seconds = max(fit.seconds - fit.clock.seconds, 1e-9)
-        resumed_epochs = _checkpoint_epoch(fit.resumed_from) if fit.resumed_from else 0.0
-        epochs_run = (state.epoch or 0.0) - resumed_epochs
+        epochs_run = (state.epoch or 0.0) - fit.resumed_epochs
         steady = fit.clock.steady_samples_per_s
         return TrainResult(
             run_dir=self.run_dir,
@@ -497,12 +587,6 @@ class NewsTrainer:
             environment=machine_summary(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-
-    def _finish_run_dir(self, result: TrainResult) -> None:
-        metrics = result.to_dict()
-        write_json_atomic(self.run.metrics_file, metrics)
-        write_model_card(self.run_dir, metrics)
-        shutil.rmtree(self.run.checkpoints_dir, ignore_errors=True)
 
 
 def train(
@@ -552,6 +636,15 @@ def _validation_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any
         for entry in log_history
         if "eval_loss" in entry
     ]
+
+
+def _complete_checkpoint(checkpoint: Path) -> bool:
+    state = checkpoint / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return any((checkpoint / name).is_file() for name in ("model.safetensors", "pytorch_model.bin"))
 
 
 def _checkpoint_epoch(checkpoint: str) -> float:

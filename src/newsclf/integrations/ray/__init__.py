@@ -12,7 +12,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "classify_with_ray": "engine",
         "RayClassifyResult": "engine",
         "WorkerStats": "actors",
-        "expand_inputs": "engine",
         "INSTALL_HINT": "engine",
     },
 )
@@ -24,5 +23,4 @@ if TYPE_CHECKING:
         INSTALL_HINT,
         RayClassifyResult,
         classify_with_ray,
-        expand_inputs,
     )

@@ -55,9 +55,9 @@ class WorkerStats:
 class Tally:
     """A small actor that sums the workers' reports."""
 
-    def __init__(self, label_names: list[str]) -> None:
+    def __init__(self, label_names: list[str], min_confidence: float | None = None) -> None:
         self.counts = RunCounts()
-        self.evaluation = Evaluation(label_names)
+        self.evaluation = Evaluation(label_names, min_confidence)
         self.stages = StageTimes(overlapped=True)
         self.workers: dict[str, WorkerStats] = {}
         self.info: dict[str, Any] | None = None
@@ -122,7 +122,7 @@ class Predictor:
         import ray
 
         started = time.perf_counter()
-        evaluation = Evaluation(self.plan.label_names)
+        evaluation = Evaluation(self.plan.label_names, self.plan.min_confidence)
         if self.ordered:
             first_row = int(batch.column(ROW)[0].as_py()) if batch.num_rows else 0
             pre = self.plan.preprocessing
@@ -142,8 +142,14 @@ class Predictor:
         stats = BatchStats()
         probabilities = self.classifier.probabilities(encoded, stats)
         inferred = time.perf_counter()
-        predicted = probabilities.argmax(axis=1) if len(texts) else np.empty(0, dtype=np.int64)
-        evaluation.add(truth, predicted, texts, first_row)
+        # The columns as the driver (ordered) or this actor (otherwise) writes them.
+        added: list[dict[str, Any]] = [{} for _ in texts]
+        predictions = (
+            self.plan.predictions(probabilities)
+            if self.ordered
+            else self.plan.annotate(added, probabilities)
+        )
+        evaluation.add(truth, predictions.predicted, predictions.confidence, texts, first_row)
         counts = RunCounts()
         counts.add(texts, encoded.tokens, stats)
         worker = WorkerStats(
@@ -165,8 +171,6 @@ class Predictor:
             for j in range(probabilities.shape[1]):
                 answer[probability_column(j)] = pa.array(probabilities[:, j])
             return pa.table(answer)
-        added: list[dict[str, Any]] = [{} for _ in texts]
-        self.plan.annotate(added, probabilities)
         for name in self.plan.added_columns:
             batch = batch.append_column(name, pa.array([row[name] for row in added]))
         return batch

@@ -19,13 +19,13 @@ actors, the readers and the writers. Two ways through, chosen by the output:
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import logging
 import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import numpy as np
 from newsclf.artifacts import ExportFolder
 from newsclf.errors import InputError, NewsclfError
 from newsclf.inference import (
+    NEEDS_REVIEW_COLUMN,
     ClassifierConfig,
     ClassifierInfo,
     ClassifyConfig,
@@ -43,6 +44,7 @@ from newsclf.inference import (
     ProgressCallback,
     StageTimes,
     output_target,
+    review_target,
 )
 from newsclf.integrations.ray.actors import (
     ROW,
@@ -55,14 +57,16 @@ from newsclf.integrations.ray.actors import (
 )
 from newsclf.integrations.ray.config import RayConfig
 from newsclf.io import (
-    EXTENSIONS,
+    STDIN,
     AtomicTableWriter,
     SkippedLine,
     TableReader,
     atomic_directory,
     delimiter_for,
     detect_format,
+    is_url,
     join_columns,
+    table_files,
 )
 
 INSTALL_HINT = "--engine ray needs Ray: pip install 'newsclf[ray]' (or 'ray[data]>=2.40')."
@@ -97,6 +101,7 @@ def classify_with_ray(
     ray_config: RayConfig | None = None,
     *,
     output: str | Path | None = None,
+    review_output: str | Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> RayClassifyResult:
     """Classify a table, a folder or glob of tables, or a URL on Ray Data (see the module).
@@ -110,6 +115,8 @@ def classify_with_ray(
         ray_config: cluster address, workers, threads per worker.
         output: one output file (every row once, in input order; format by extension), or a
             folder ending in `/` (or an existing one) for Ray's part files.
+        review_output: also write the rows under `config.min_confidence` to this file (one
+            output file only: not with part files).
         progress: called after each written batch with (rows done, units done, units total).
 
     Raises:
@@ -127,24 +134,31 @@ def classify_with_ray(
         )
     ray = _import_ray()
     folder = ExportFolder.load(export)  # a bad folder fails here, before any cluster starts
-    inputs = expand_inputs(str(input), config.format)
+    if str(input) == STDIN:
+        raise InputError("--engine ray reads files, not stdin: use --engine local for -.")
+    inputs = table_files(str(input), config.format)
     to_folder = output is not None and (
         str(output).endswith(("/", os.sep)) or Path(output).is_dir()
     )
-    if to_folder and _is_url(str(output)):
+    if to_folder and is_url(str(output)):
         raise InputError(
             f"--output {output}: part files are staged and renamed into place, "
             "which needs a file system path (local or shared by every node)."
         )
-    if not to_folder and output is None and (len(inputs) > 1 or _is_url(inputs[0])):
+    if not to_folder and output is None and (len(inputs) > 1 or is_url(inputs[0])):
         raise InputError(
             f"{input} is several files or a URL: name the output, --output "
             "FILE.ext for one ordered file or --output DIR/ for part files."
         )
-    if to_folder and config.on_error == "skip":
+    if review_output is not None and to_folder:
         raise InputError(
-            "--on-error skip needs newsclf's line-numbered reader: use --output "
-            "FILE.ext, or --on-error raise with --output DIR/."
+            "--review-output needs one output file (--output FILE.ext); with part files, "
+            "select the rows whose needs_review is true from them."
+        )
+    if config.on_error == "skip" and (to_folder or any(is_url(p) for p in inputs)):
+        raise InputError(
+            "--on-error skip needs newsclf's line-numbered reader: local files with --output "
+            "FILE.ext (Ray's readers, for URLs and --output DIR/, stop at a bad row)."
         )
     started = time.perf_counter()
     owns_cluster = _connect(ray, ray_config.address)
@@ -153,42 +167,12 @@ def classify_with_ray(
         run = _Run(ray, folder, classifier, config, ray_config, startup_s)
         if to_folder:
             return run.to_parts(inputs, Path(output))  # type: ignore[arg-type]
-        if any(_is_url(p) for p in inputs):
-            return run.ordered_from_ray_reader(inputs, str(output), progress)
-        return run.ordered(inputs, output, progress)
+        if any(is_url(p) for p in inputs):
+            return run.ordered_from_ray_reader(inputs, str(output), review_output, progress)
+        return run.ordered(inputs, output, review_output, progress)
     finally:
         if owns_cluster:
             ray.shutdown()
-
-
-def expand_inputs(input: str, format: str | None = None) -> list[str]:
-    """The input files, in the order their rows are read: one file, a folder's tables (sorted
-    by name; hidden files left out), a glob's matches (sorted), or a URL as given.
-
-    Raises:
-        InputError: stdin, nothing there, or no table in the folder or glob.
-    """
-    if input == "-":
-        raise InputError("--engine ray reads files, not stdin: use --engine local for -.")
-    if _is_url(input):
-        return [input]
-    path = Path(input.removeprefix("file://"))
-    if path.is_file():
-        return [str(path)]
-    if path.is_dir():
-        candidates = sorted(p for p in path.iterdir() if p.is_file())
-    elif glob.has_magic(input):
-        candidates = sorted(Path(p) for p in glob.glob(input) if Path(p).is_file())
-    else:
-        raise InputError(f"{input}: no such file, folder or glob match.")
-    files = [
-        str(p)
-        for p in candidates
-        if not p.name.startswith((".", "_")) and (format or p.suffix.lower() in EXTENSIONS)
-    ]
-    if not files:
-        raise InputError(f"{input}: holds no CSV, TSV, JSONL or Parquet file.")
-    return files
 
 
 def _import_ray() -> Any:
@@ -198,10 +182,6 @@ def _import_ray() -> Any:
     except ImportError:
         raise InputError(INSTALL_HINT) from None
     return ray
-
-
-def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
 
 
 def _connect(ray: Any, address: str | None) -> bool:
@@ -256,23 +236,17 @@ class _Run:
         self.started = time.perf_counter()
         self.stages = StageTimes(overlapped=True)
         self.skipped: list[SkippedLine] = []
-        self.evaluation = Evaluation(folder.label_names)
+        self.evaluation = Evaluation(folder.label_names, config.min_confidence)
         gpus = int(ray.cluster_resources().get("GPU", 0))
         self.gpus_per_worker = int(
             classifier.device == "cuda" or (classifier.device == "auto" and gpus > 0)
         )
-        self.classifier = ClassifierConfig(
-            classifier.device,
-            classifier.variant,
-            classifier.batch_size,
-            classifier.max_batch_tokens,
-            ray_config.threads_per_worker,
-        )
+        self.classifier = replace(classifier, threads=ray_config.threads_per_worker)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = ray_config.workers or (
             max(1, gpus) if self.gpus_per_worker else max(1, cpus // ray_config.threads_per_worker)
         )
-        self.tally = ray.remote(num_cpus=0)(Tally).remote(folder.label_names)
+        self.tally = ray.remote(num_cpus=0)(Tally).remote(folder.label_names, config.min_confidence)
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         context = DataContext.get_current()
         context.execution_options.preserve_order = True
@@ -317,13 +291,18 @@ class _Run:
     # -- one ordered output file from local files: newsclf reads, Ray classifies ------------
 
     def ordered(
-        self, inputs: list[str], output: str | Path | None, progress: ProgressCallback | None
+        self,
+        inputs: list[str],
+        output: str | Path | None,
+        review_output: str | Path | None,
+        progress: ProgressCallback | None,
     ) -> RayClassifyResult:
         first = TableReader(inputs[0], self.config.format, on_error=self.config.on_error)
         plan = self.plan(first.columns, first.name)
         target, out_format = output_target(inputs[0], output, first.format)
         if any(Path(target).resolve() == Path(p).resolve() for p in inputs[1:]):
             raise InputError(f"--output {target} is an input file; choose another path.")
+        review = review_target(review_output, self.config.min_confidence, inputs, target)
         refs, rows = [], 0
         for reader in self.readers(inputs, first, plan):  # pass 1: only what workers need
             for chunk in self.stages.timed_reads(reader.iter_chunks(self.ray_config.batch_rows)):
@@ -361,7 +340,11 @@ class _Run:
 
         answers = _Answers(self.batches(self.predict(from_arrow_refs(refs), plan, ordered=True)))
         done = 0
-        with AtomicTableWriter(target, out_format, plan.output_columns) as writer:
+        schema = plan.output_schema(first.schema())
+        with (
+            AtomicTableWriter(target, out_format, plan.output_columns, schema) as writer,
+            _review_writer(review, plan, schema) as review_writer,
+        ):
             for reader in self.readers(inputs, None, plan):  # pass 2: the rows, in step
                 for chunk in self.stages.timed_reads(reader.iter_chunks(self.config.chunk_rows)):
                     with self.stages.timing("write"):
@@ -371,8 +354,12 @@ class _Run:
                                 f"{reader.name}: Ray returned rows out of order; "
                                 "nothing was written."
                             )
-                        plan.annotate(chunk.rows, probabilities)
+                        flags = plan.annotate(chunk.rows, probabilities).needs_review
                         writer.write_rows(chunk.rows)
+                        if review_writer is not None:
+                            review_writer.write_rows(
+                                [r for r, f in zip(chunk.rows, flags, strict=True) if f]
+                            )
                     done += len(chunk)
                     if progress is not None:
                         progress(done, done, rows)
@@ -382,7 +369,7 @@ class _Run:
                     "file change while it was read? Nothing was written."
                 )
         name = ",".join(inputs) if len(inputs) > 1 else first.name
-        return self.result(name, str(target), plan)
+        return self.result(name, str(target), plan, review)
 
     def readers(
         self, inputs: list[str], first: TableReader | None, plan: OutputPlan
@@ -395,14 +382,18 @@ class _Run:
                     if index == 0 and first is not None
                     else TableReader(path, self.config.format, on_error=self.config.on_error)
                 )
-            if reader.format != "jsonl" and reader.columns != plan.input_columns:
+            # JSONL keys may come in another order; the output writes them by name.
+            same = (
+                set(reader.columns) == set(plan.input_columns)
+                if reader.format == "jsonl"
+                else reader.columns == plan.input_columns
+            )
+            if not same:
                 raise InputError(
                     f"{reader.name}: its columns ({', '.join(reader.columns)}) differ from "
                     f"{inputs[0]}'s ({', '.join(plan.input_columns)}); one output needs one set "
                     "of columns."
                 )
-            if reader.format == "jsonl":
-                self.plan(reader.columns, reader.name)
             yield reader
 
     # -- Ray's readers: URLs to one ordered file, anything to part files ---------------------
@@ -429,28 +420,37 @@ class _Run:
         return dataset, fmt, self.plan(list(schema.names), inputs[0])
 
     def ordered_from_ray_reader(
-        self, inputs: list[str], target: str, progress: ProgressCallback | None
+        self,
+        inputs: list[str],
+        target: str,
+        review_output: str | Path | None,
+        progress: ProgressCallback | None,
     ) -> RayClassifyResult:
         dataset, _, plan = self.read(inputs)
+        review = review_target(review_output, self.config.min_confidence, inputs, target)
         rows = 0
-        with AtomicTableWriter(target, detect_format(target), plan.output_columns) as writer:
+        with (
+            AtomicTableWriter(target, detect_format(target), plan.output_columns) as writer,
+            _review_writer(review, plan, None) as review_writer,
+        ):
             for batch in self.batches(self.predict(dataset, plan, ordered=False)):
                 with self.stages.timing("write"):
-                    writer.write_rows(batch.to_pylist())
+                    batch_rows = batch.to_pylist()
+                    writer.write_rows(batch_rows)
+                    if review_writer is not None:
+                        review_writer.write_rows([r for r in batch_rows if r[NEEDS_REVIEW_COLUMN]])
                 rows += batch.num_rows
                 if progress is not None:
                     progress(rows, rows, None)
             if rows == 0:
                 raise InputError(f"{inputs[0]}: no rows.")
-        return self.result(inputs[0], target, plan)
+        return self.result(inputs[0], target, plan, review)
 
     def to_parts(self, inputs: list[str], output: Path) -> RayClassifyResult:
         import pyarrow.csv as pacsv
 
         dataset, fmt, plan = self.read(inputs)
-        if any(
-            Path(p).resolve().is_relative_to(output.resolve()) for p in inputs if not _is_url(p)
-        ):
+        if any(Path(p).resolve().is_relative_to(output.resolve()) for p in inputs if not is_url(p)):
             raise InputError(f"--output {output} holds input files; choose another folder.")
         predicted = self.predict(dataset, plan, ordered=False)
         with self.stages.timing("write"), atomic_directory(output) as staging:
@@ -478,7 +478,13 @@ class _Run:
         result.part_files = [str(output / p) for p in parts]
         return result
 
-    def result(self, input: str, output: str, plan: OutputPlan) -> RayClassifyResult:
+    def result(
+        self,
+        input: str,
+        output: str,
+        plan: OutputPlan,
+        review: tuple[str, str] | None = None,
+    ) -> RayClassifyResult:
         tally = self.ray.get(self.tally.summary.remote())
         if tally["info"] is None:
             raise NewsclfError("No Ray worker reported: nothing was classified.")
@@ -493,13 +499,23 @@ class _Run:
             tally["counts"],
             self.stages,
             ClassifierInfo(**tally["info"]),
-            self.evaluation if plan.label_column else None,
+            self.evaluation,
             skipped=self.skipped,
             wall_s=time.perf_counter() - self.started,
             ray_address=self.ray.get_runtime_context().gcs_address,
             startup_s=self.startup_s,
             workers=sorted(tally["workers"].values(), key=lambda w: -w.rows),
+            review_output=review[0] if review is not None else None,
         )
+
+
+def _review_writer(
+    review: tuple[str, str] | None, plan: OutputPlan, schema: Any
+) -> contextlib.AbstractContextManager[AtomicTableWriter | None]:
+    """The writer of the review file (the output's columns), or nothing without one."""
+    if review is None:
+        return contextlib.nullcontext()
+    return AtomicTableWriter(review[0], review[1], plan.output_columns, schema)
 
 
 def _driver_batch(first_row: int, texts: list[str], truth: np.ndarray) -> Any:
