@@ -83,6 +83,11 @@ def classify_suite(args: argparse.Namespace) -> None:
             and n.split("-")[1] not in variants
         )
     ]
+    students = parse_students(args.students)
+    for label in students:
+        names += [f"{engine}@{label}" for engine in args.student_engines.split(",")]
+    layers = {label: _layers(Path(folders["model_dir"])) for label, folders in students.items()}
+    layers[args.model_label] = _layers(model_dir)
     calibration = args.calibration_data or args.data.with_name("train.csv")
     timeboxes = parse_timeboxes(args.timebox)
     spec = {
@@ -96,6 +101,7 @@ def classify_suite(args: argparse.Namespace) -> None:
         "warmup_box_s": args.warmup_box,
         "slice_rows": args.slice_rows,
         "timeboxes": timeboxes,
+        "models": students,
     }
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="nbench-logs-"))
     meta = {
@@ -110,16 +116,22 @@ def classify_suite(args: argparse.Namespace) -> None:
         "command": " ".join(sys.argv),
         "logs": str(log_dir),
     }
+    if students:
+        meta["students"] = {label: folders["export_dir"] for label, folders in students.items()}
     suite = args.suite_name or "classify"
+    columns = CLASSIFY_COLUMNS
+    if students:  # which model each row ran, and its depth
+        columns = [CLASSIFY_COLUMNS[0], ("layers", "layers"), *CLASSIFY_COLUMNS[1:]]
 
     def write(records: list[dict]) -> tuple[Path, Path]:
         for record in records:
-            record["model"] = args.model_label
+            record["model"] = record["engine"].partition("@")[2] or args.model_label
+            record["layers"] = layers.get(record["model"])
             record["ratio_to_pipeline"] = record["ratio_to_baseline"]
         return write_results(
             suite,
             records,
-            CLASSIFY_COLUMNS,
+            columns,
             meta,
             args.out,
             merge_on=("engine", "model"),
@@ -138,12 +150,33 @@ def classify_suite(args: argparse.Namespace) -> None:
     print(Path(paths[1]).read_text())
 
 
+def parse_students(text: str | None) -> dict[str, dict[str, str]]:
+    """`LABEL=RUN,...` -> {label: {"model_dir": RUN/best, "export_dir": RUN/onnx}}: other
+    models (distilled students) whose exports the newsclf engines also run, as ENGINE@LABEL."""
+    from newsclf.artifacts import resolve_checkpoint
+
+    students: dict[str, dict[str, str]] = {}
+    for item in filter(None, (text or "").split(",")):
+        label, _, run = item.partition("=")
+        if not label or not run or "@" in label:
+            raise SystemExit(f"--students: {item!r} is not LABEL=RUN")
+        model_dir, run_dir = resolve_checkpoint(Path(run))
+        export_dir = (run_dir or model_dir.parent) / "onnx"
+        students[label] = {"model_dir": str(model_dir), "export_dir": str(export_dir)}
+    return students
+
+
+def _layers(model_dir: Path) -> int | None:
+    config = json.loads((model_dir / "config.json").read_text())
+    return config.get("num_hidden_layers")
+
+
 def parse_timeboxes(text: str | None) -> dict[str, float]:
     """`ENGINE=SECONDS,...` -> {engine: seconds}."""
     boxes: dict[str, float] = {}
     for item in filter(None, (text or "").split(",")):
         name, _, seconds = item.partition("=")
-        if name not in REGISTRY or not seconds:
+        if name.partition("@")[0] not in REGISTRY or not seconds:
             raise SystemExit(f"--timebox: {item!r} is not ENGINE=SECONDS with a known engine")
         boxes[name] = float(seconds)
     return boxes
@@ -464,6 +497,16 @@ def main() -> None:
         "--warmup-box", type=float, help="time box of a time-boxed engine's warm-up (seconds)"
     )
     c.add_argument("--slice-rows", type=int, default=4096, help="rows per time-boxed slice")
+    c.add_argument(
+        "--students",
+        help="LABEL=RUN,...: other run folders (e.g. distilled students, exported to RUN/onnx) "
+        "that the --student-engines also classify with, as ENGINE@LABEL, in the same rounds",
+    )
+    c.add_argument(
+        "--student-engines",
+        default="newsclf-auto",
+        help="newsclf engines to run on each of --students (comma-separated)",
+    )
     c.add_argument(
         "--parallel-start",
         action="store_true",

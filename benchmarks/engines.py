@@ -8,6 +8,7 @@ classify and write an output file, end to end.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import tempfile
 from collections.abc import Callable
@@ -53,6 +54,18 @@ REGISTRY: dict[str, Engine] = {}
 def register(engine: Engine) -> Engine:
     REGISTRY[engine.name] = engine
     return engine
+
+
+def engine_named(name: str) -> Engine:
+    """A registered engine, or `ENGINE@LABEL`: a newsclf engine run on another model of the
+    same run (`classify --students`: a distilled student's export), named by its label."""
+    base, _, label = name.partition("@")
+    engine = REGISTRY[base]
+    if not label:
+        return engine
+    if not engine.newsclf:
+        raise KeyError(f"{name}: only newsclf engines run on --students exports")
+    return dataclasses.replace(engine, name=name, description=f"{engine.description}, {label}")
 
 
 # -- PyTorch: the pipeline and plain loops ------------------------------------------------------
@@ -406,6 +419,18 @@ register(
         newsclf=True,
     )
 )
+register(
+    Engine(
+        "newsclf-openvino-int8",
+        "newsclf classify, openvino-int8 variant: NNCF static int8 IR made at export (file in, "
+        "file out)",
+        "cpu",
+        _newsclf("cpu", "openvino-int8"),
+        ("openvino",),
+        "openvino",
+        newsclf=True,
+    )
+)
 for _variant in ("fp32", "optimized", "int8"):
     register(
         Engine(
@@ -416,6 +441,16 @@ for _variant in ("fp32", "optimized", "int8"):
             newsclf=True,
         )
     )
+register(
+    Engine(
+        "newsclf-auto",
+        "newsclf classify --variant auto: the fastest variant the export holds for the CPU "
+        "(openvino-int8 where OpenVINO is installed and the export has it)",
+        "cpu",
+        _newsclf("cpu", "auto"),
+        newsclf=True,
+    )
+)
 
 register(
     Engine(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks.engines import REGISTRY, Engine
+from benchmarks.engines import Engine, engine_named
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,9 @@ def launch(engine: Engine, spec: dict[str, Any], log_dir: Path) -> Worker:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"{engine.name}.log", "w", encoding="utf-8")  # noqa: SIM115
     box = (spec.get("timeboxes") or {}).get(engine.name)
-    worker_spec = {k: v for k, v in spec.items() if k != "timeboxes"}
+    worker_spec = {k: v for k, v in spec.items() if k not in ("timeboxes", "models")}
+    # An engine of another model (ENGINE@LABEL, `classify --students`): its own folders.
+    worker_spec |= (spec.get("models") or {}).get(engine.name.partition("@")[2], {})
     process = subprocess.Popen(
         [
             sys.executable,
@@ -108,7 +110,7 @@ def run_engines(
     after every timed run (to write them as soon as they exist)."""
     engines = []
     for name in names:
-        engine = REGISTRY[name]
+        engine = engine_named(name)
         if engine.missing():
             print(
                 f"skip {name}: needs {', '.join(engine.missing())} (pip install 'newsclf[{engine.extra}]')"
@@ -197,7 +199,7 @@ def _records(workers: list[Worker]) -> list[dict[str, Any]]:
             }
         )
     measured = [r for r in records if r["rows_per_s"]]
-    baseline = next((r for r in measured if REGISTRY[r["engine"]].baseline), None)
+    baseline = next((r for r in measured if engine_named(r["engine"]).baseline), None)
     peers = [r for r in measured if not r["newsclf"]]
     best_peer = max(peers, key=lambda r: r["rows_per_s"], default=None)
     for r in records:

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.engines import REGISTRY, Context
+from benchmarks.engines import Context, engine_named
 from benchmarks.rows import load_rows
 from benchmarks.timebox import run_timeboxed
 
@@ -35,7 +35,7 @@ def main() -> None:
 
     from newsclf.artifacts import PreprocessingConfig
 
-    engine = REGISTRY[spec["engine"]]
+    engine = engine_named(spec["engine"])
     model_dir = Path(spec["model_dir"])
     export_dir = Path(spec["export_dir"]) if spec.get("export_dir") else None
     pre = PreprocessingConfig.load(export_dir or model_dir)

@@ -24,13 +24,16 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "NewsTrainer": "training",
         "TrainResult": "training",
         "TrainingPlan": "training",
-        # tuning and combining runs
+        # tuning, combining and distilling runs
         "TuneConfig": "tuning",
         "TuneResult": "tuning",
         "tune": "tuning",
         "make_soup": "combine",
         "SoupResult": "combine",
         "PredictionEnsemble": "combine",
+        "DistillConfig": "distillation",
+        "DistillResult": "distillation",
+        "distill": "distillation",
         # export
         "ExportConfig": "export",
         "ExportResult": "export",
@@ -66,6 +69,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
 if TYPE_CHECKING:
     from newsclf.artifacts import ExportFolder, PreprocessingConfig, RunFolder
     from newsclf.combine import PredictionEnsemble, SoupResult, make_soup
+    from newsclf.distillation import DistillConfig, DistillResult, distill
     from newsclf.errors import (
         InputError,
         ModelError,

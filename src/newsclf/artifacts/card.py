@@ -12,7 +12,13 @@ from newsclf.metrics import percent
 
 def model_card(run_dir: Path, metrics: dict[str, Any]) -> str:
     """The card of the run in `run_dir` whose metrics.json is `metrics`."""
-    lines = _soup_lines(metrics) if metrics.get("kind") == "soup" else _training_lines(metrics)
+    kind = metrics.get("kind")
+    if kind == "soup":
+        lines = _soup_lines(metrics)
+    elif kind == "distill":
+        lines = _distill_lines(metrics)
+    else:
+        lines = _training_lines(metrics)
     test = metrics.get("test")
     if test:
         lines.append(
@@ -126,3 +132,38 @@ def _soup_lines(metrics: dict[str, Any]) -> list[str]:
         f"{'ensemble' if soup['method'] == 'ensemble' else 'soup'}",
     ]
     return lines
+
+
+def _distill_lines(metrics: dict[str, Any]) -> list[str]:
+    """A distilled student (newsclf distill): what it was cut from, then its training run."""
+    distill = metrics["distill"]
+    training = _training_lines(metrics)
+    kept = ", ".join(str(i) for i in distill["kept_layers"])
+    teacher = (
+        f"{distill['teacher']} ({distill['teacher_kind']}, {distill['teacher_layers']} layers)"
+    )
+    about = (
+        f"A distilled student of {teacher} with {distill['layers']} encoder layers: the "
+        f"teacher's layers {kept} (counting from 0), with its embeddings, pooler and head, "
+        "as the start, then trained on the teacher's soft targets (temperature "
+        f"{distill['temperature']}, weight {distill['soft_weight']}) and the true labels of "
+        f"{distill['train_rows']:,} training rows"
+    )
+    if distill["transfer_rows"]:
+        about += f", plus {distill['transfer_rows']:,} unlabelled transfer texts"
+    results = []
+    for split in ("validation", "test"):
+        comparison = distill.get(split)
+        if comparison:
+            results.append(
+                f"- {split}: agrees with the teacher on {percent(comparison['agreement'])} of "
+                f"{comparison['rows']:,} rows; accuracy {percent(comparison['student_accuracy'])} "
+                f"(teacher {percent(comparison['teacher_accuracy'])})"
+            )
+    return [
+        f"# newsclf distilled student: {distill['layers']} layers of {distill['teacher']}",
+        "",
+        about + ".",
+        *training[1:],
+        *results,
+    ]

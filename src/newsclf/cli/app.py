@@ -4,7 +4,9 @@ call -> render), and the one place where library errors become messages and exit
 from __future__ import annotations
 
 import functools
+import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -13,6 +15,7 @@ from rich.text import Text
 
 from newsclf.cli.classify import classify
 from newsclf.cli.console import console
+from newsclf.cli.distill import distill
 from newsclf.cli.export import export
 from newsclf.cli.soup import soup
 from newsclf.cli.train import train
@@ -55,11 +58,17 @@ def handle_errors(command: F) -> F:
         except KeyboardInterrupt:
             console.print(Text.assemble(("interrupted", "bold red"), ": no output was finalised."))
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # `--output - | head`: the reader left; nothing more can be written (and Python's
+            # own flush of stdout at exit must not fail again).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            console.print(Text.assemble(("stopped", "bold red"), ": the output pipe was closed."))
+            raise typer.Exit(141) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-for _command in (train, tune, soup, export, classify):
+for _command in (train, tune, soup, distill, export, classify):
     app.command(name=_command.__name__)(handle_errors(_command))
 
 
