@@ -101,6 +101,10 @@ def test_auto_never_picks_dynamic_int8(every_variant: Path) -> None:
     assert "int8" not in AUTO_VARIANTS["cpu"]
     auto = Classifier(every_variant, ClassifierConfig(device="cpu"))
     assert auto.variant == ("openvino-int8" if HAS_OPENVINO else "optimized")
+    if HAS_OPENVINO:  # the report names what ran: int8 MatMuls, the rest at OpenVINO's hint
+        assert auto.provider.startswith("OpenVINO-CPU-int8+")
+        plain = Classifier(every_variant, ClassifierConfig(device="cpu", variant="openvino"))
+        assert "int8" not in plain.provider
     asked = Classifier(every_variant, ClassifierConfig(device="cpu", variant="int8"))
     assert asked.variant == "int8"  # still there for whoever asks for it
 

@@ -26,8 +26,9 @@ def classify(
     input: Annotated[
         str,
         typer.Argument(
+            metavar="INPUT",
             help="CSV, TSV, JSONL or Parquet file, or - for stdin (sniffed). With --engine ray "
-            "also a folder, a glob or a URL (s3://, gs://, ...)."
+            "also a folder, a glob or a URL (s3://, gs://, ...).",
         ),
     ],
     model: Annotated[

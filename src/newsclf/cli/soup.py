@@ -14,7 +14,8 @@ def soup(
     runs: Annotated[
         list[Path],
         typer.Argument(
-            help="Run folders trained from the same model on the same data and validation split."
+            metavar="RUNS",
+            help="Run folders trained from the same model on the same data and validation split.",
         ),
     ],
     output_dir: Annotated[Path, typer.Option(help="The soup's run folder (new or empty).")],
