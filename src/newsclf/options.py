@@ -10,6 +10,7 @@ that would recreate it. So an option is added in one place, its config.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import typing
 from collections.abc import Callable
@@ -169,6 +170,16 @@ def config_from_dict(cls: type[C], raw: dict[str, Any], where: str) -> C:
         return cls(**raw)
     except TypeError as exc:
         raise InputError(f"{where}: {exc}") from exc
+
+
+def config_from_file(cls: type[C], path: Path, what: str) -> C:
+    """A config dataclass saved as JSON at `path` (`what` names it in errors: "the training
+    config")."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"Cannot read {what} {path}: {exc}") from exc
+    return config_from_dict(cls, raw, str(path))
 
 
 def jsonable(data: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ Their help text is the training option's own (`TrainingConfig`), so it is writte
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from newsclf.options import (
     check_positive,
     check_range,
     config_from_dict,
+    config_from_file,
     jsonable,
     option,
     option_specs,
@@ -166,11 +166,7 @@ class DistillConfig:
     def load(cls, path: Path) -> DistillConfig:
         """Raises:
         InputError: the file is missing, unreadable or not a distillation configuration."""
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"Cannot read the distillation config {path}: {exc}") from exc
-        return cls.from_dict(raw, str(path))
+        return config_from_file(cls, path, "the distillation config")
 
     @classmethod
     def option_specs(cls, exclude: tuple[str, ...] = ()) -> list[OptionSpec]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from newsclf.options import (
     check_range,
     command_line,
     config_from_dict,
+    config_from_file,
     jsonable,
     option,
     option_specs,
@@ -198,11 +198,7 @@ class TrainingConfig:
     def load(cls, path: Path) -> TrainingConfig:
         """Raises:
         InputError: the file is missing, unreadable or not a training configuration."""
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"Cannot read the training config {path}: {exc}") from exc
-        return cls.from_dict(raw, str(path))
+        return config_from_file(cls, path, "the training config")
 
     # -- on the command line ----------------------------------------------------------------
 

@@ -3,7 +3,6 @@ each option defined once (the recipe's own options come from `TrainingConfig`)."
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from newsclf.artifacts import RunFolder
 from newsclf.errors import InputError
-from newsclf.options import check_choice, check_positive, option
+from newsclf.options import check_choice, check_positive, config_from_file, option
 from newsclf.training import TrainingConfig, default_run_dir
 
 if TYPE_CHECKING:
@@ -271,13 +270,4 @@ class TuneConfig:
         Raises:
             InputError: the file is missing, unreadable or not a search configuration.
         """
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"Cannot read the search configuration {path}: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise InputError(f"{path}: not a search configuration.")
-        try:
-            return cls(**raw)
-        except TypeError as exc:
-            raise InputError(f"{path}: {exc}") from exc
+        return config_from_file(cls, path, "the search configuration")
