@@ -88,20 +88,26 @@ def _save_tiny_model(
     return folder
 
 
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised 2-layer BERT base model with a WordPiece tokenizer."""
+def save_tiny_bert(folder: Path, layers: int) -> Path:
+    """A randomly initialised BERT base model of `layers` layers (width 64) with a WordPiece
+    tokenizer, saved in `folder`."""
     from transformers import BertConfig, BertModel
 
     config = BertConfig(
         vocab_size=len(_vocabulary()),
         hidden_size=64,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         intermediate_size=128,
         max_position_embeddings=256,
     )
-    return _save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), BertModel, config)
+    return _save_tiny_model(folder, BertModel, config)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT base model with a WordPiece tokenizer."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), layers=2)
 
 
 @pytest.fixture(scope="session")

@@ -36,9 +36,8 @@ from newsclf.io import clean_text
 from newsclf.training import NewsTrainer, load_training_data
 from tests.conftest import (
     SAMPLE_DIR,
-    _save_tiny_model,
-    _vocabulary,
     sample_rows,
+    save_tiny_bert,
     tiny_training_config,
     write_csv,
 )
@@ -52,17 +51,7 @@ MARKER = "testonlyrow"
 @pytest.fixture(scope="module")
 def tiny_bert4_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 4-layer tiny BERT (the conftest one has 2)."""
-    from transformers import BertConfig, BertModel
-
-    config = BertConfig(
-        vocab_size=len(_vocabulary()),
-        hidden_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=256,
-    )
-    return _save_tiny_model(tmp_path_factory.mktemp("tiny-bert4"), BertModel, config)
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert4"), layers=4)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from newsclf.metrics import ClassificationMetrics, percent
 
 if TYPE_CHECKING:
     from newsclf.combine import SoupResult
+    from newsclf.distillation import DistillPlan, DistillResult
     from newsclf.export import ExportResult
     from newsclf.inference import ClassifyResult
     from newsclf.integrations.ray import RayClassifyResult
@@ -85,22 +86,29 @@ def training_plan(plan: TrainingPlan) -> RenderableType:
         ("newsclf train", "bold"),
         f" {plan.model} on {plan.source}: {plan.train_rows:,} train / "
         f"{plan.validation_rows:,} validation / {plan.test_rows:,} test rows, "
-        f"{len(plan.label_names)} classes\ndevice ",
-        (plan.device, "bold"),
-        ", precision ",
-        (plan.precision, "bold"),
-        f", {plan.threads} threads on {plan.cores} cores; run dir {plan.run_dir}",
+        f"{len(plan.label_names)} classes",
     )
+    return _append_where(text, plan)
+
+
+def _append_where(text: Text, plan: TrainingPlan) -> Text:
+    """The device, precision, threads and run folder of a plan, and the checkpoint it resumes."""
+    text.append("\ndevice ")
+    text.append(plan.device, style="bold")
+    text.append(", precision ")
+    text.append(plan.precision, style="bold")
+    text.append(f", {plan.threads} threads on {plan.cores} cores; run dir {plan.run_dir}")
     if plan.resumed_from:
         text.append("\nresuming from ")
         text.append(plan.resumed_from, style="bold")
     return text
 
 
-def training_summary(result: TrainResult) -> RenderableType:
+def _run_lines(result: TrainResult) -> list[str]:
+    """The run folder, the checkpoint kept and the training speed of a finished run."""
     training = result.training
     best = result.best
-    lines = [
+    return [
         f"run dir      {result.run_dir}",
         (
             f"best         {best.metric} {percent(best.value)} at step {best.step}"
@@ -111,6 +119,10 @@ def training_summary(result: TrainResult) -> RenderableType:
         f"training     {training.wall_time_s:.0f} s wall, {training.samples_per_s:.1f} "
         f"samples/s on {training.device} ({training.precision})",
     ]
+
+
+def training_summary(result: TrainResult) -> RenderableType:
+    lines = _run_lines(result)
     parts: list[RenderableType] = []
     if result.test:
         lines.append(
@@ -119,6 +131,46 @@ def training_summary(result: TrainResult) -> RenderableType:
         )
         parts += [metrics_table(result.test, "Test, per class"), confusion_table(result.test)]
     return Group(_panel(lines, "newsclf train"), *parts)
+
+
+def distill_plan(plan: DistillPlan) -> RenderableType:
+    training = plan.training
+    kept = ", ".join(str(i) for i in plan.kept_layers)
+    text = Text.assemble(
+        ("newsclf distill", "bold"),
+        f" {plan.teacher} ({plan.teacher_kind}, {plan.teacher_layers} layers) -> a student of ",
+        (f"{plan.layers} layer{'s' if plan.layers != 1 else ''}", "bold"),
+        f" (the teacher's {kept})\n{plan.train_rows:,} training rows",
+        f" + {plan.transfer_rows:,} transfer texts" if plan.transfer_rows else "",
+        f" ({plan.transfer_rows_left_out:,} left out: in validation or test)"
+        if plan.transfer_rows_left_out
+        else "",
+        f" / {training.validation_rows:,} validation / {training.test_rows:,} test rows; "
+        f"temperature {plan.temperature:g}, soft weight {plan.soft_weight:g}; teacher logits ",
+        "cached" if plan.teacher_logits_cached else "computed",
+    )
+    return _append_where(text, training)
+
+
+def distill_summary(result: DistillResult) -> RenderableType:
+    """The student's run, then how it compares with the teacher on validation and test."""
+    run = result.training
+    kept = ", ".join(str(i) for i in result.kept_layers)
+    lines = _run_lines(run)
+    lines.insert(
+        1, f"student      {result.layers} of the teacher's {result.teacher_layers} layers ({kept})"
+    )
+    for name, comparison in (("validation", result.validation), ("test", result.test)):
+        if comparison is not None:
+            lines.append(
+                f"{name:<12} agrees with the teacher on {percent(comparison.agreement)} of "
+                f"{comparison.rows:,} rows; accuracy {percent(comparison.student.accuracy)} "
+                f"(teacher {percent(comparison.teacher.accuracy)})"
+            )
+    parts: list[RenderableType] = []
+    if run.test is not None:
+        parts += [metrics_table(run.test, "Test, per class"), confusion_table(run.test)]
+    return Group(_panel(lines, f"newsclf distill: {result.teacher}"), *parts)
 
 
 def soup_summary(result: SoupResult) -> RenderableType:
