@@ -30,9 +30,23 @@ def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
     return path
 
 
-def sample_rows(name: str) -> list[dict[str, str]]:
-    with open(SAMPLE_DIR / name, newline="", encoding="utf-8") as handle:
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def sample_rows(name: str) -> list[dict[str, str]]:
+    return read_csv(SAMPLE_DIR / name)
+
+
+def labelled_input(path: Path, rows: int) -> Path:
+    """The first `rows` sample test rows as a CSV with an id, the two text columns and a label."""
+    data = sample_rows("test.csv")[:rows]
+    return write_csv(
+        path,
+        ["id", "title", "description", "label"],
+        [[f"row-{i}", r["title"], r["description"], r["label"]] for i, r in enumerate(data)],
+    )
 
 
 def sample_training_data(best_dir: Path, with_test: bool = True):  # type: ignore[no-untyped-def]

@@ -25,7 +25,7 @@ from newsclf.artifacts import ExportFolder
 from newsclf.cli import app
 from newsclf.errors import InputError, ModelError, ProviderError
 from newsclf.inference import Classifier, ClassifierConfig, ClassifyConfig, classify_file
-from tests.conftest import LABELS, sample_rows, write_csv
+from tests.conftest import LABELS, labelled_input, read_csv, sample_rows, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -36,18 +36,8 @@ def classifier(tiny_export) -> Classifier:  # type: ignore[no-untyped-def]
     )
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 def _input_file(tmp_path: Path, rows: int = 50) -> Path:
-    data = sample_rows("test.csv")[:rows]
-    return write_csv(
-        tmp_path / "in.csv",
-        ["id", "title", "description", "label"],
-        [[f"row-{i}", r["title"], r["description"], r["label"]] for i, r in enumerate(data)],
-    )
+    return labelled_input(tmp_path / "in.csv", rows)
 
 
 def run(cli_args: list[str], input: str | bytes | None = None):  # type: ignore[no-untyped-def]
@@ -59,7 +49,7 @@ def test_output_keeps_every_row_in_order_across_chunks(classifier, tmp_path: Pat
     source = _input_file(tmp_path)
     output = tmp_path / "out.csv"
     result = classify_file(source, classifier, ClassifyConfig(chunk_rows=7), output=output)
-    rows_in, rows_out = _read_csv(source), _read_csv(output)
+    rows_in, rows_out = read_csv(source), read_csv(output)
     assert result.rows == len(rows_out) == len(rows_in) == 50
     assert list(rows_out[0]) == [
         "id",
@@ -105,7 +95,7 @@ def test_report_metrics_equal_sklearn_on_the_output_file(classifier, tmp_path: P
     )
     assert result.exit_code == 0, text
     report = json.loads(report_path.read_text())
-    rows = _read_csv(output)
+    rows = read_csv(output)
     y_true = [r["label"] for r in rows]
     y_pred = [r["predicted_label"] for r in rows]
     assert report["rows"] == 100 and report["labels"] == LABELS
@@ -157,7 +147,7 @@ def test_empty_texts_are_classified_and_counted(classifier, tmp_path: Path) -> N
     )
     result = classify_file(source, classifier, ClassifyConfig())
     assert result.rows == 4 and result.empty_text_rows == 2
-    written = [r["predicted_label"] for r in _read_csv(Path(result.output))]
+    written = [r["predicted_label"] for r in read_csv(Path(result.output))]
     assert written == classifier.predict(["stocks rise", "", "", "team wins"]).labels
     assert result.metrics is None  # no label column: no evaluation
 
@@ -182,7 +172,7 @@ def test_malformed_csv_row_via_cli(classifier, tmp_path: Path) -> None:  # type:
     assert result.exit_code == 2 and "in.csv, line 3: expected 2 fields" in text
     result, text = run([str(source), "--model", str(classifier.folder.path), "--on-error", "skip"])
     assert result.exit_code == 0 and "1 malformed lines skipped" in text and ": 3" in text
-    assert len(_read_csv(tmp_path / "in.predictions.csv")) == 2
+    assert len(read_csv(tmp_path / "in.predictions.csv")) == 2
 
 
 def test_unknown_and_missing_labels_are_excluded_and_counted(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -301,7 +291,7 @@ def test_prefetch_path_gives_the_same_output_as_in_turn(tiny_export, tmp_path: P
     a = classify_file(source, in_turn, config, output=tmp_path / "a.csv")
     b = classify_file(source, prefetch, config, output=tmp_path / "b.csv")
     assert b.stages.overlapped and not a.stages.overlapped
-    assert _read_csv(tmp_path / "a.csv") == _read_csv(tmp_path / "b.csv")
+    assert read_csv(tmp_path / "a.csv") == read_csv(tmp_path / "b.csv")
     assert b.rows == 60
 
 

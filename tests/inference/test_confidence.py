@@ -5,7 +5,6 @@ recomputed from the written output; partial evaluations merge into the one-pass 
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import re
@@ -31,7 +30,7 @@ from newsclf.inference import (
 )
 from newsclf.io import NO_LABEL
 from newsclf.metrics import CALIBRATION_BINS, calibration_bins
-from tests.conftest import LABELS, sample_rows, write_csv
+from tests.conftest import LABELS, labelled_input, read_csv, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -42,23 +41,13 @@ def classifier(tiny_export) -> Classifier:  # type: ignore[no-untyped-def]
     )
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 def _input_file(tmp_path: Path, rows: int = 100) -> Path:
-    data = sample_rows("test.csv")[:rows]
-    return write_csv(
-        tmp_path / "in.csv",
-        ["id", "title", "description", "label"],
-        [[f"row-{i}", r["title"], r["description"], r["label"]] for i, r in enumerate(data)],
-    )
+    return labelled_input(tmp_path / "in.csv", rows)
 
 
 def _median_confidence(classifier: Classifier, source: Path) -> float:
     """A threshold that splits the rows: some need review, some do not."""
-    rows = _read_csv(source)
+    rows = read_csv(source)
     confidences = classifier.predict([f"{r['title']} {r['description']}" for r in rows]).confidences
     return round(float(np.median(confidences)), 3)
 
@@ -81,14 +70,14 @@ def test_needs_review_and_the_review_file_hold_exactly_the_rows_under_p(
         output=output,
         review_output=review,
     )
-    rows = _read_csv(output)
+    rows = read_csv(output)
     assert len(rows) == 100  # every row stays in the output
     assert list(rows[0])[-3:] == ["predicted_label", "confidence", NEEDS_REVIEW_COLUMN]
     flagged = [r for r in rows if r[NEEDS_REVIEW_COLUMN] == "true"]
     assert {r[NEEDS_REVIEW_COLUMN] for r in rows} == {"true", "false"}  # as JSON and Arrow
     assert [r["id"] for r in flagged] == [r["id"] for r in rows if float(r["confidence"]) < p]
     # The review file: the same columns, exactly the flagged rows, in order.
-    assert _read_csv(review) == flagged
+    assert read_csv(review) == flagged
     assert result.review_rows == len(flagged) and result.review_output == str(review)
     assert result.min_confidence == p
 
@@ -122,7 +111,7 @@ def test_the_report_figures_are_recomputable_from_the_output(classifier, tmp_pat
     )  # fmt: skip
     assert result.exit_code == 0, text
     report = json.loads(report_path.read_text())
-    rows = _read_csv(output)
+    rows = read_csv(output)
     confidence = np.array([float(r["confidence"]) for r in rows])
     correct = np.array([r["predicted_label"] == r["label"] for r in rows])
     # The coverage table, threshold by threshold, from the written predictions and labels.

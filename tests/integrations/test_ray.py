@@ -3,7 +3,6 @@ Ray cluster (2 CPUs) for the whole module."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import sys
@@ -24,7 +23,7 @@ from newsclf.inference import (
     classify_file,
 )
 from newsclf.integrations.ray import RayConfig
-from tests.conftest import sample_rows, write_csv
+from tests.conftest import read_csv, sample_rows, write_csv
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
@@ -51,11 +50,6 @@ def _rows() -> list[list[str]]:
         [f"row-{i}", r["title"], r["description"], r["label"]]
         for i, r in enumerate(sample_rows("test.csv"))
     ]
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def _split_files(folder: Path, rows: list[list[str]], sizes: list[int]) -> Path:
@@ -95,7 +89,7 @@ def test_ray_equals_local_row_for_row_over_files_and_blocks(export_dir, tmp_path
         folder, export_dir, CLASSIFIER, ClassifyConfig(), RAY, output=tmp_path / "ray.csv"
     )
 
-    local_rows, ray_rows = _read_csv(tmp_path / "local.csv"), _read_csv(tmp_path / "ray.csv")
+    local_rows, ray_rows = read_csv(tmp_path / "local.csv"), read_csv(tmp_path / "ray.csv")
     assert [r["id"] for r in ray_rows] == [f"row-{i}" for i in range(len(rows))]  # input order
     _assert_same_rows(local_rows, ray_rows)
     assert result.rows == local.rows == len(rows)
@@ -142,8 +136,8 @@ def test_malformed_line_named_by_file_and_line_and_skipped(export_dir, tmp_path:
     assert second_local.skipped_lines and second_local.skipped_lines[0].line == 6
     assert [s.line for s in result.skipped_lines] == [s.line for s in second_local.skipped_lines]
     assert all(s.reason.startswith(f"{second}: ") for s in result.skipped_lines)
-    written = _read_csv(output)
-    expected = _read_csv(tmp_path / "l0.csv") + _read_csv(tmp_path / "l1.csv")
+    written = read_csv(output)
+    expected = read_csv(tmp_path / "l0.csv") + read_csv(tmp_path / "l1.csv")
     _assert_same_rows(expected, written)
     assert result.rows == first_local.rows + second_local.rows == len(written) < 30
     assert "row-y" not in {r["id"] for r in written}
@@ -183,14 +177,14 @@ def test_cli_engine_ray_report_and_part_files(export_dir, tmp_path: Path) -> Non
     assert report["engine"] == "ray" and report["rows"] == 40
     assert 1 <= len(report["ray"]["workers"]) <= 2
     assert sum(w["rows"] for w in report["ray"]["workers"]) == 40
-    local_rows = _read_csv(tmp_path / "local.csv")
-    _assert_same_rows(local_rows, _read_csv(tmp_path / "ray.csv"))
+    local_rows = read_csv(tmp_path / "local.csv")
+    _assert_same_rows(local_rows, read_csv(tmp_path / "ray.csv"))
 
     # The fast path: Ray's readers and part files; every row once, whatever the order.
     parts = tmp_path / "parts"
     result = CliRunner().invoke(app, [*common, "--output", f"{parts}/"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    written = [r for p in sorted(parts.glob("*.csv")) for r in _read_csv(p)]
+    written = [r for p in sorted(parts.glob("*.csv")) for r in read_csv(p)]
     by_id = {r["id"]: r for r in written}
     assert len(by_id) == len(written) == 40
     _assert_same_rows(local_rows, [by_id[r["id"]] for r in local_rows])
@@ -215,7 +209,7 @@ def test_ray_writes_the_local_review_column_file_and_figures(export_dir, tmp_pat
     source = write_csv(tmp_path / "in.csv", HEADER, _rows())
     plain = _local(export_dir, source, tmp_path / "plain.csv")
     p = round(
-        float(np.median([float(r["confidence"]) for r in _read_csv(tmp_path / "plain.csv")])), 3
+        float(np.median([float(r["confidence"]) for r in read_csv(tmp_path / "plain.csv")])), 3
     )
     config = ClassifyConfig(min_confidence=p)
     classifier = Classifier(export_dir, CLASSIFIER)
@@ -227,13 +221,13 @@ def test_ray_writes_the_local_review_column_file_and_figures(export_dir, tmp_pat
         source, export_dir, CLASSIFIER, config, RAY,
         output=tmp_path / "ray.csv", review_output=tmp_path / "rr.csv",
     )  # fmt: skip
-    local_rows = _read_csv(tmp_path / "local.csv")
+    local_rows = read_csv(tmp_path / "local.csv")
     assert "needs_review" in local_rows[0]
-    _assert_same_rows(local_rows, _read_csv(tmp_path / "ray.csv"))
-    _assert_same_rows(_read_csv(tmp_path / "lr.csv"), _read_csv(tmp_path / "rr.csv"))
+    _assert_same_rows(local_rows, read_csv(tmp_path / "ray.csv"))
+    _assert_same_rows(read_csv(tmp_path / "lr.csv"), read_csv(tmp_path / "rr.csv"))
     parts = tmp_path / "parts"
     to_parts = classify_with_ray(source, export_dir, CLASSIFIER, config, RAY, output=f"{parts}/")
-    by_id = {r["id"]: r for p in sorted(parts.glob("*.csv")) for r in _read_csv(p)}
+    by_id = {r["id"]: r for p in sorted(parts.glob("*.csv")) for r in read_csv(p)}
     _assert_same_rows(local_rows, [by_id[r["id"]] for r in local_rows])
     for result in (ordered, to_parts):
         assert result.review_rows == local.review_rows
