@@ -52,9 +52,11 @@ def coverage(probabilities: np.ndarray, labels: np.ndarray, threshold: float) ->
     }
 
 
-def measure(export: Path, data: Path, min_confidence: float) -> dict[str, Any]:
+def measure(
+    export: Path, data: Path, min_confidence: float, variant: str = "auto"
+) -> dict[str, Any]:
     folder = ExportFolder.load(export)
-    classifier = Classifier(folder, ClassifierConfig(device="cpu", calibrate=False))
+    classifier = Classifier(folder, ClassifierConfig(device="cpu", variant=variant, calibrate=False))
     rows = load_rows(data, None, folder.preprocessing)
     index = {name: i for i, name in enumerate(folder.label_names)}
     labels = np.array([index[label] for label in rows.labels])
@@ -97,9 +99,10 @@ def main() -> None:
     parser.add_argument("--export", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--min-confidence", type=float, default=0.9)
+    parser.add_argument("--variant", default="auto", help="the variant classify runs")
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     args = parser.parse_args()
-    result = measure(args.export, args.data, args.min_confidence)
+    result = measure(args.export, args.data, args.min_confidence, args.variant)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
