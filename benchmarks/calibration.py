@@ -56,7 +56,9 @@ def measure(
     export: Path, data: Path, min_confidence: float, variant: str = "auto"
 ) -> dict[str, Any]:
     folder = ExportFolder.load(export)
-    classifier = Classifier(folder, ClassifierConfig(device="cpu", variant=variant, calibrate=False))
+    classifier = Classifier(
+        folder, ClassifierConfig(device="cpu", variant=variant, calibrate=False)
+    )
     rows = load_rows(data, None, folder.preprocessing)
     index = {name: i for i, name in enumerate(folder.label_names)}
     labels = np.array([index[label] for label in rows.labels])
