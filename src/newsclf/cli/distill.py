@@ -44,14 +44,8 @@ def run_distillation(distiller: Distiller) -> DistillResult:
     from newsclf.cli.progress import TrainingProgress
     from newsclf.cli.render import distill_plan, distill_summary
 
-    training = distiller.training
     distiller.callbacks.append(
-        TrainingProgress(
-            console,
-            distiller.samples_per_step,
-            metric=training.metric,
-            evaluations=training.has_validation,
-        )
+        TrainingProgress(console, distiller.samples_per_step, distiller.training)
     )
     result = distiller.distill(on_start=lambda plan: console.print(distill_plan(plan)))
     console.print(distill_summary(result))

@@ -139,7 +139,7 @@ def reliability_figure(bins: Sequence[ReliabilityBin], ece: float | None) -> Any
         [b.accuracy for b in filled],
         "o",
         color=ORANGE,
-        label="mean confidence",
+        label="accuracy at the bin's mean confidence",
     )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)

@@ -14,6 +14,7 @@ from rich.table import Table
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 if TYPE_CHECKING:
+    from newsclf.training import TrainingConfig
     from newsclf.tuning import TrialRecord
 
 
@@ -26,19 +27,14 @@ def evaluation_table() -> Table:
 
 class TrainingProgress(TrainerCallback):
     """Replaces the Trainer's tqdm bars and log printing: one bar (loss, lr, samples/s, ETA)
-    and a table that gains a row per evaluation (none for a run without a validation split)."""
+    and a table that gains a row per evaluation (none for a run without a validation split).
+    `config` is the run's (train's, or the recipe a distillation trains with)."""
 
-    def __init__(
-        self,
-        console: Console,
-        samples_per_step: int,
-        metric: str,
-        evaluations: bool = True,
-    ) -> None:
+    def __init__(self, console: Console, samples_per_step: int, config: TrainingConfig) -> None:
         self.console = console
-        self.evaluations = evaluations
+        self.evaluations = config.has_validation
         self.samples_per_step = samples_per_step
-        self.metric = metric
+        self.metric = config.metric
         self.table = evaluation_table()
         self.progress = Progress(
             TextColumn("[bold]train"),

@@ -42,14 +42,7 @@ def run_training(trainer: NewsTrainer) -> TrainResult:
     if not trainer.is_main:  # under torchrun / accelerate launch, rank 0 alone prints
         return trainer.train()
     config = trainer.config
-    trainer.callbacks.append(
-        TrainingProgress(
-            console,
-            trainer.samples_per_step,
-            metric=config.metric,
-            evaluations=config.has_validation,
-        )
-    )
+    trainer.callbacks.append(TrainingProgress(console, trainer.samples_per_step, config))
     result = trainer.train(on_start=lambda plan: console.print(training_plan(plan)))
     console.print(training_summary(result))
     return result
