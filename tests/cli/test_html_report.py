@@ -123,7 +123,7 @@ def test_the_html_report_is_valid_self_contained_and_escaped(classifier, tmp_pat
     # What a labelled run shows.
     for heading in (
         "Run",
-        "Time per stage",
+        "Stages",
         "Confidence",
         "Per class",
         "Confusion matrix",
@@ -137,6 +137,9 @@ def test_the_html_report_is_valid_self_contained_and_escaped(classifier, tmp_pat
     assert checker.tags.count("img") == 5  # heat map, histogram, reliability, coverage, counts
     assert "accuracy" in text and "macro-F1" in text and "CPUExecutionProvider" in text
     assert "&ge; 0.6 (P)" in html and 'class="chosen"' in html
+    # The same run lines as the terminal's summary, and each stage's busy share.
+    assert "stages busy" in text and "preparing: in turn" in text
+    assert all(f"<td>{stage}</td>" in html for stage in ("read", "prepare", "inference", "write"))
 
 
 def test_without_labels_it_shows_what_applies(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -275,24 +275,34 @@ def test_cuda_request_without_cuda_is_an_error(tiny_export) -> None:  # type: ig
     assert auto.variant == "optimized"  # the fastest batch-invariant CPU variant it holds
 
 
-def test_prefetch_path_gives_the_same_output_as_in_turn(tiny_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """With fewer inference threads than cores the next chunk is read and tokenized in a
-    background thread; the written rows must not change."""
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_the_output_is_the_same_whatever_the_preparing_workers(
+    classifier, tmp_path: Path, fmt: str
+) -> None:  # type: ignore[no-untyped-def]
+    """In turn, in one thread, in two worker processes: the same bytes, rows in input order."""
     source = _input_file(tmp_path, 60)
-    folder = ExportFolder.load(tiny_export.output_dir)
-    config = ClassifyConfig(chunk_rows=7)
-    in_turn = Classifier(
-        folder, ClassifierConfig(device="cpu", variant="fp32", threads=os.cpu_count() or 1)
-    )
-    prefetch = Classifier(folder, ClassifierConfig(device="cpu", variant="fp32", threads=1))
-    if os.cpu_count() == 1 or not prefetch.overlaps_well:
-        pytest.skip("one core: no prefetch thread")
-    assert not in_turn.overlaps_well
-    a = classify_file(source, in_turn, config, output=tmp_path / "a.csv")
-    b = classify_file(source, prefetch, config, output=tmp_path / "b.csv")
-    assert b.stages.overlapped and not a.stages.overlapped
-    assert read_csv(tmp_path / "a.csv") == read_csv(tmp_path / "b.csv")
-    assert b.rows == 60
+    outputs = []
+    for workers in (0, 1, 2):
+        output = tmp_path / f"out-{workers}.{fmt}"
+        config = ClassifyConfig(chunk_rows=7, prepare_workers=workers, probabilities=True)
+        result = classify_file(source, classifier, config, output=output)
+        expected = {0: ("in turn", 1), 1: ("threads", 1), 2: ("processes", 2)}[workers]
+        assert (result.stages.prepare_pool, result.stages.prepare_workers) == expected
+        assert result.rows == 60 and result.stages.prepare_s > 0
+        outputs.append(output.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_the_pool_follows_the_device_and_the_work() -> None:
+    from newsclf.environment import cpu_cores
+    from newsclf.inference import pool_plan
+
+    cores = cpu_cores()
+    assert pool_plan("cuda", cores, True, None) == ("processes", max(1, cores - 2)) or cores < 4
+    assert pool_plan("cpu", cores, True, None) == ("in turn", 1)  # inference has every core
+    assert pool_plan("cpu", cores, True, 3) == ("processes", 3)  # cleaning holds the GIL
+    assert pool_plan("cpu", cores, False, 3) == ("threads", 3)  # tokenizing releases it
+    assert pool_plan("cuda", cores, True, 0) == ("in turn", 1)
 
 
 def test_prediction_columns_already_in_the_input_are_refused(classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -472,16 +482,17 @@ def test_rendered_report_reads_as_expected() -> None:
     console.print(evaluation_summary(result))
     text = "\n".join(line.rstrip() for line in console.export_text().splitlines())
     expected = """\
-╭──────────────────────────────── newsclf classify ────────────────────────────────╮
-│ input        news.csv  ->  news.predictions.csv                                  │
-│ model        models/x/onnx                                                       │
-│ variant      int8 on CPUExecutionProvider (device cpu, batch 32)                 │
-│ rows         6 in 2.00 s: 3.0 rows/s, 30 tokens/s, padding +10.0%                │
-│ time in      reading 0.10 s, tokenizing 0.20 s, inference 1.50 s, writing 0.05 s │
-│ confidence   raw softmax (uncalibrated export, or --no-calibrate)                │
-│ 1 malformed lines skipped (no prediction written): 4                             │
-│ 1 rows without a label, excluded from the metrics                                │
-╰──────────────────────────────────────────────────────────────────────────────────╯
+╭─────────────────────────────────── newsclf classify ───────────────────────────────────╮
+│ input        news.csv  ->  news.predictions.csv                                        │
+│ model        models/x/onnx                                                             │
+│ variant      int8 on CPUExecutionProvider (device cpu)                                 │
+│ batching     32 rows, 2 inference threads; preparing: in turn                          │
+│ rows         6 in 2.00 s: 3.0 rows/s, 30 tokens/s, padding +10.0%                      │
+│ stages busy  read 0.10 s 5%, prepare 0.20 s 10%, inference 1.50 s 75%, write 0.05 s 2% │
+│ confidence   raw softmax (uncalibrated export, or --no-calibrate)                      │
+│ 1 malformed lines skipped (no prediction written): 4                                   │
+│ 1 rows without a label, excluded from the metrics                                      │
+╰────────────────────────────────────────────────────────────────────────────────────────╯
 accuracy 60.00%   macro-F1 58.33%   weighted-F1 60.00%   on 5 labelled rows
 Per class
 ┏━━━━━━━━━━┳━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━┳━━━━━━━━━┓

@@ -140,58 +140,32 @@ def _share(part: int, whole: int) -> str:
 
 
 def _summary(result: ClassifyResult) -> str:
-    info = result.classifier
-    stages = result.stages
-    batching = f"{info.batch_size} rows"
-    if info.max_batch_tokens:
-        batching += f" / {info.max_batch_tokens:,} tokens"
-    pairs = [
-        ("input", _e(result.input)),
-        ("output", _e(result.output)),
-        ("model", _e(info.model)),
-        ("variant", f"{_e(info.variant)} ({_e(info.file)})"),
-        ("provider", f"{_e(info.provider)} (device {_e(info.device)})"),
-        ("batching", f"{batching}, {info.threads} threads"),
-        ("rows", f"{result.rows:,}"),
-        (
-            "throughput",
-            f"{result.rows_per_s:,.1f} rows/s, {result.tokens_per_s:,.0f} tokens/s "
-            f"(padding +{100 * result.padding_overhead:.1f}%)",
-        ),
-        ("wall time", f"{result.wall_s:.2f} s"),
-    ]
-    if result.peak_rss_mb:
-        pairs.append(("peak memory", f"{result.peak_rss_mb:,.0f} MB"))
-    if info.fallback_reason:
-        pairs.append(("note", f'<span class="warn">{_e(info.fallback_reason)}</span>'))
-    times = [
-        ("reading", stages.read_s),
-        ("tokenizing", stages.tokenize_s),
-        ("inference", stages.inference_s),
-        ("writing", stages.write_s),
-    ]
-    longest = max((t for _, t in times), default=0.0) or 1.0
+    pairs = [(name, _e(text)) for name, text in result.summary_lines()]
+    if result.classifier.fallback_reason:
+        pairs.append(("note", f'<span class="warn">{_e(result.classifier.fallback_reason)}</span>'))
+    shares = result.stages.busy_shares(result.wall_s)
     stage_rows = [
         [
-            name,
+            stage,
             f"{seconds:.2f}",
-            f'<span class="bar" style="width:{200 * seconds / longest:.0f}px"></span>',
+            f"{100 * shares[stage]:.0f}%",
+            f'<span class="bar" style="width:{200 * shares[stage]:.0f}px"></span>',
         ]
-        for name, seconds in times
+        for stage, seconds in result.stages.seconds().items()
     ]
-    stage_table = _table(["stage", "seconds", ""], stage_rows, [False, True, False])
-    overlap = (
-        '<p class="note">Reading and tokenizing ran beside inference, so the stages add up to '
-        "more than the wall time.</p>"
-        if stages.overlapped
-        else ""
+    stage_table = _table(
+        ["stage", "busy seconds", "busy share", ""], stage_rows, [False, True, True, False]
+    )
+    note = (
+        '<p class="note">The stages run at the same time, each in its own threads or '
+        "processes: the one busy nearly all of its time is the one that held the run back.</p>"
     )
     return (
         "<section><h2>Run</h2>"
         + _kv(pairs)
-        + "<h3>Time per stage</h3>"
+        + "<h3>Stages</h3>"
         + stage_table
-        + overlap
+        + note
         + "</section>"
     )
 

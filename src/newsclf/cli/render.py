@@ -246,34 +246,8 @@ def calibration_note(result: ExportResult) -> Text:
 
 def classify_summary(result: ClassifyResult) -> Panel:
     info = result.classifier
-    stages = result.stages
-    batching = f"batch {info.batch_size}"
-    if info.max_batch_tokens:
-        batching += f" rows / {info.max_batch_tokens:,} tokens"
-    lines = [
-        f"input        {result.input}  ->  {result.output}",
-        f"model        {info.model}",
-        f"variant      {info.variant} on {info.provider} (device {info.device}, {batching})",
-        f"rows         {result.rows:,} in {result.wall_s:.2f} s: "
-        f"{result.rows_per_s:,.1f} rows/s, {result.tokens_per_s:,.0f} tokens/s, "
-        f"padding +{100 * result.padding_overhead:.1f}%",
-        f"time in      reading {stages.read_s:.2f} s, tokenizing {stages.tokenize_s:.2f} s, "
-        f"inference {stages.inference_s:.2f} s, writing {stages.write_s:.2f} s"
-        + (" (reading and tokenizing overlap inference)" if stages.overlapped else ""),
-    ]
-    if result.peak_rss_mb:
-        lines.append(f"peak memory  {result.peak_rss_mb:,.0f} MB")
-    lines.append(
-        f"confidence   calibrated, temperature {info.temperature:.3f}"
-        if info.temperature != 1.0
-        else "confidence   raw softmax (uncalibrated export, or --no-calibrate)"
-    )
-    if result.min_confidence is not None:
-        share = result.review_rows / result.rows if result.rows else 0.0
-        lines.append(
-            f"review       {result.review_rows:,} rows ({percent(share)}) under confidence "
-            f"{result.min_confidence:g}: needs_review = true"
-        )
+    width = max(len(name) for name, _ in result.summary_lines())
+    lines = [f"{name:<{width}}  {text}" for name, text in result.summary_lines()]
     notes = []
     if info.fallback_reason:
         notes.append(Text(f"note: {info.fallback_reason}", style="bold yellow"))

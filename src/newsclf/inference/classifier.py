@@ -20,8 +20,9 @@ from newsclf.artifacts import OPENVINO_VARIANTS, ExportFolder
 from newsclf.environment import cpu_cores
 from newsclf.errors import ModelError, ProviderError
 from newsclf.inference.config import ClassifierConfig
+from newsclf.inference.prepare import Encoded, Preparer, TextEncoder
 from newsclf.inference.sessions import CUDA, open_session, run_logits
-from newsclf.io import prepare_texts
+from newsclf.io import model_texts
 
 # Preference when --variant auto: the fastest variant for each device that the folder holds
 # among those whose labels do not depend on the batch (benchmarks/NOTES.md); the OpenVINO
@@ -45,18 +46,6 @@ PADDING_BUCKET = {"openvino": 8, "openvino-int8": 8}
 class BatchStats:
     padded_tokens: int = 0
     latencies_ms: list[float] = field(default_factory=list)
-
-
-@dataclass
-class Encoded:
-    """Token ids of texts, unpadded, and their lengths."""
-
-    ids: list[list[int]]
-    lengths: np.ndarray
-
-    @property
-    def tokens(self) -> int:
-        return int(self.lengths.sum())
 
 
 @dataclass(frozen=True)
@@ -108,19 +97,22 @@ def token_budget_batches(
     widest row). A row wider than the budget alone still gets a batch of its own. With `fixed`,
     a batch holds rows of one width only, so no row is padded beyond its own width."""
     order = np.argsort(lengths, kind="stable")
+    ordered = np.asarray(lengths)[order]
     batches: list[np.ndarray] = []
-    start = 0
-    for i, row in enumerate(order):
-        # Sorted ascending: the row being added is the widest of its batch.
-        rows = i - start + 1
-        full = rows > max_rows or (
-            max_tokens is not None and rows > 1 and rows * int(lengths[row]) > max_tokens
-        )
-        if full or (fixed and i > start and lengths[row] != lengths[order[start]]):
-            batches.append(order[start:i])
-            start = i
-    if start < len(order):
-        batches.append(order[start:])
+    start, total = 0, len(order)
+    while start < total:
+        end = min(start + max_rows, total)
+        if fixed:
+            end = min(end, int(np.searchsorted(ordered, ordered[start], side="right")))
+        if max_tokens is not None and end - start > 1:
+            # Sorted ascending, so rows x widest grows with each row added: cut at the first
+            # row that would take the batch over the budget (never the first row).
+            padded = np.arange(1, end - start + 1) * ordered[start:end]
+            over = np.flatnonzero(padded[1:] > max_tokens)
+            if len(over):
+                end = start + 1 + int(over[0])
+        batches.append(order[start:end])
+        start = end
     return batches
 
 
@@ -178,11 +170,9 @@ class Classifier:
         self.batch_size, self.max_batch_tokens = config.batching_for(self.device)
         self.input_names = [i.name for i in self.session.get_inputs()]
         tokenizer = self.folder.load_tokenizer()
-        # The Rust tokenizer directly: no padding (batches pad themselves), truncation at the
-        # model's max length, special tokens as the model was trained with.
-        self._tokenizer = tokenizer.backend_tokenizer
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(self.preprocessing.max_length)
+        self.encoder = TextEncoder(
+            tokenizer.backend_tokenizer.to_str(), self.preprocessing.max_length
+        )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         # On CUDA, logits stay on the device until the batch is done (I/O binding).
         self._io_binding = self.provider == CUDA
@@ -245,22 +235,22 @@ class Classifier:
     def model_path(self) -> Path:
         return self.folder.variants[self.variant]
 
-    @property
-    def overlaps_well(self) -> bool:
-        """Whether preparing the next chunk in another thread speeds things up: on a GPU, or
-        when inference leaves CPU cores free. When it already uses every core, the extra thread
-        only competes with it (benchmarks/NOTES.md)."""
-        return self.device == "cuda" or self.threads < cpu_cores()
-
     def prepare(self, texts: Sequence[str]) -> list[str]:
         """Raw texts as the model saw them in training (cleaned or not)."""
+        import pyarrow as pa
+
+        batch = pa.RecordBatch.from_arrays([pa.array(list(texts), pa.string())], names=["text"])
         pre = self.preprocessing
-        return prepare_texts(([t] for t in texts), clean=pre.clean, separator=pre.text_separator)
+        prepared = model_texts(batch, ["text"], clean=pre.clean, separator=pre.text_separator)
+        return prepared.to_pylist()
 
     def encode(self, texts: Sequence[str]) -> Encoded:
-        encodings = self._tokenizer.encode_batch(list(texts))
-        ids = [e.ids for e in encodings]
-        return Encoded(ids, np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids)))
+        return self.encoder.encode(texts)
+
+    def preparer(self, text_columns: Sequence[str]) -> Preparer:
+        """What turns a record batch's `text_columns` into token ids for this model."""
+        pre = self.preprocessing
+        return Preparer(tuple(text_columns), pre.clean, pre.text_separator, self.encoder)
 
     def widths(self, lengths: np.ndarray) -> np.ndarray:
         """The width each row is padded to (see `PADDING_BUCKET`)."""
@@ -276,12 +266,15 @@ class Classifier:
         )
 
     def feeds(self, encoded: Encoded, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The padded inputs of `rows`, gathered from the flat ids in one step."""
         lengths = encoded.lengths[rows]
         width = int(self.widths(lengths).max())
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        for i, row in enumerate(rows):
-            input_ids[i, : lengths[i]] = encoded.ids[row]
-        attention_mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+        columns = np.arange(width)
+        present = columns[None, :] < lengths[:, None]
+        flat = encoded.ids if len(encoded.ids) else np.zeros(1, dtype=np.int32)
+        positions = np.minimum(encoded.starts[rows][:, None] + columns[None, :], len(flat) - 1)
+        input_ids = np.where(present, flat[positions], self.pad_id).astype(np.int64)
+        attention_mask = present.astype(np.int64)
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
@@ -300,7 +293,7 @@ class Classifier:
     def probabilities(self, encoded: Encoded, stats: BatchStats | None = None) -> np.ndarray:
         """Class probabilities for encoded texts, in their order; `stats` collects padding and
         per-batch latency."""
-        probabilities = np.empty((len(encoded.ids), len(self.label_names)), dtype=np.float32)
+        probabilities = np.empty((len(encoded), len(self.label_names)), dtype=np.float32)
         batches = self.batches(encoded)
         run_many = getattr(self.session, "run_many", None)
         if run_many is not None and len(batches) > 1:

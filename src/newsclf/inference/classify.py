@@ -1,45 +1,38 @@
 """`newsclf classify`, the local engine: stream a file of any size through one `Classifier` and
 evaluate when it is labelled.
 
-Memory stays bounded: rows are read, cleaned, tokenized, classified and written one chunk at a
-time, and only counts are kept for the metrics. Where it helps (a GPU, or CPU cores that
-inference leaves free) the next chunk is read and tokenized in a background thread while the
-current one runs. The output goes to a temporary file renamed into place at the end.
+Four stages run at once, each on its own: a reader thread reads chunks (Arrow record batches),
+a pool prepares them (`PreparePool`: cleaning and tokenizing), this thread runs inference, and
+a writer thread writes (`ResultWriter`). Bounded queues join them, so memory holds a few chunks
+whatever the file's size, and rows leave in the order they came. The output goes to a
+temporary file renamed into place at the end: an interrupted or failed run leaves nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from newsclf.errors import InputError
-from newsclf.inference.classifier import BatchStats, Classifier, Encoded
+from newsclf.inference.classifier import BatchStats, Classifier
 from newsclf.inference.config import ClassifyConfig
-from newsclf.inference.pipeline import (
+from newsclf.inference.evaluation import Evaluation
+from newsclf.inference.output import OutputPlan, ResultWriter, output_target, review_target
+from newsclf.inference.prepare import PreparePool, pool_plan
+from newsclf.inference.result import (
+    ChunkFigures,
     ClassifyResult,
-    Evaluation,
-    OutputPlan,
     ProgressCallback,
     RunCounts,
     StageTimes,
-    output_target,
-    review_target,
 )
-from newsclf.io import NO_LABEL, AtomicTableWriter, Chunk, TableReader
-
-
-@dataclass
-class _Prepared:
-    chunk: Chunk
-    texts: list[str]
-    encoded: Encoded
-    first_row: int
+from newsclf.io import AtomicTableWriter, TableReader
 
 
 def classify_file(
@@ -57,11 +50,12 @@ def classify_file(
         input_path: CSV, TSV, JSONL or Parquet file, or `-` for stdin (format sniffed).
         classifier: the `Classifier` to run.
         config: how to read and write (text/label columns, probabilities, malformed rows, the
-            review threshold `min_confidence`).
+            review threshold `min_confidence`, the preparing workers).
         output: output file (format by extension) or `-`; default `<input>.predictions.<ext>`.
         review_output: also write the rows under `config.min_confidence` to this file
             (format by extension, the output's columns); needs `min_confidence`.
-        progress: called after each chunk with (rows done, units done, units total or None).
+        progress: called after each written chunk with (rows done, units done, units total
+            or None), from the writer thread.
 
     Returns:
         `ClassifyResult`; `metrics`, `coverage` and `reliability` are set when the table has
@@ -71,6 +65,7 @@ def classify_file(
         InputError: the input is missing or malformed (its line is named), the output would
             overwrite the input or its columns, or `review_output` is given without
             `min_confidence`.
+        NewsclfError: a preparing worker process died.
     """
     config = config or ClassifyConfig()
     started = time.perf_counter()
@@ -82,66 +77,45 @@ def classify_file(
         preprocessing=classifier.preprocessing,
         config=config,
     )
-    target, out_format = output_target(input_path, output, reader.format)
+    target, out_format = output_target(input_path, output, reader.format or "csv")
     review = review_target(review_output, config.min_confidence, [input_path], target)
-    stages = StageTimes(overlapped=classifier.overlaps_well)
+    kind, workers = pool_plan(
+        classifier.device, classifier.threads, plan.preprocessing.clean, config.prepare_workers
+    )
+    stages = StageTimes(prepare_pool=kind, prepare_workers=workers)
     counts = RunCounts()
-    # Counts of every row (confidences, predicted classes); metrics when labelled.
     evaluation = Evaluation(classifier.label_names, config.min_confidence)
-    rows_read = 0
-
-    def prepare(chunk: Chunk) -> _Prepared:
-        nonlocal rows_read
-        with stages.timing("tokenize"):
-            texts = plan.texts(chunk.rows)
-            prepared = _Prepared(chunk, texts, classifier.encode(texts), rows_read)
-        rows_read += len(chunk)
-        return prepared
-
     schema = plan.output_schema(reader.schema())
     with (
-        AtomicTableWriter(target, out_format, plan.output_columns, schema) as writer,
+        AtomicTableWriter(target, out_format, schema) as writer,
         (
-            AtomicTableWriter(review[0], review[1], plan.output_columns, schema)
+            AtomicTableWriter(review[0], review[1], schema)
             if review is not None
             else contextlib.nullcontext()
         ) as review_writer,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsclf-prefetch") as pool,
+        PreparePool(classifier.preparer(plan.text_columns), kind, workers) as pool,
+        _WriterThread(
+            plan, ResultWriter(plan, writer, review_writer, evaluation, counts), stages
+        ) as writing,
     ):
-        chunks = stages.timed_reads(reader.iter_chunks(config.chunk_rows))
-        prepared_chunks = (
-            _prefetched(chunks, prepare, pool)
-            if classifier.overlaps_well
-            else (prepare(chunk) for chunk in chunks)
+        writing.on_chunk = (
+            None if progress is None else lambda: progress(counts.rows, *reader.progress())
         )
-        for prepared in prepared_chunks:
+        for batch, prepared in pool.run(reader.batches(config.chunk_rows)):
             stats = BatchStats()
             with stages.timing("inference"):
                 probabilities = classifier.probabilities(prepared.encoded, stats)
-            with stages.timing("write"):
-                rows = prepared.chunk.rows
-                annotated = plan.annotate(rows, probabilities)
-                writer.write_rows(rows)
-                if review_writer is not None:
-                    flags = annotated.needs_review
-                    review_writer.write_rows([row for row, f in zip(rows, flags, strict=True) if f])
-                truth = (
-                    evaluation.match(plan.label_values(rows))
-                    if plan.label_column
-                    else np.full(len(rows), NO_LABEL, dtype=np.int64)
-                )
-                evaluation.add(
-                    truth,
-                    annotated.predicted,
-                    annotated.confidence,
-                    prepared.texts,
-                    prepared.first_row,
-                )
-            counts.add(prepared.texts, prepared.encoded.tokens, stats)
-            if progress is not None:
-                progress(counts.rows, *reader.progress())
+            figures = ChunkFigures(
+                tokens=prepared.encoded.tokens,
+                empty_rows=prepared.empty_rows,
+                padded_tokens=stats.padded_tokens,
+                latencies_ms=stats.latencies_ms,
+            )
+            writing.put(batch, probabilities, figures)
+        writing.finish()
+        stages.read_s, stages.prepare_s = pool.read_s, pool.prepare_s
         if counts.rows == 0 and not reader.skipped:
-            # Raised inside the writer's block, so no (empty) output is left behind.
+            # Raised inside the writers' block, so no (empty) output is left behind.
             raise InputError(f"{reader.name}: the file has a header but no rows.")
     return ClassifyResult.of(
         reader.name,
@@ -156,19 +130,61 @@ def classify_file(
     )
 
 
-def _prefetched(
-    chunks: Iterator[Chunk], prepare: Callable[[Chunk], _Prepared], pool: ThreadPoolExecutor
-) -> Iterator[_Prepared]:
-    """Read and tokenize chunk n+1 in the background while chunk n is classified."""
+class _WriterThread:
+    """The writer stage in a thread of its own: the predictions added to each chunk, the chunk
+    written and counted (`ResultWriter`), in order. An error there (a full disk, a closed
+    pipe, a progress callback that raises) is raised again in the thread that puts."""
 
-    def read_and_prepare() -> _Prepared | None:
-        chunk = next(chunks, None)
-        return None if chunk is None else prepare(chunk)
+    def __init__(self, plan: OutputPlan, writer: ResultWriter, stages: StageTimes) -> None:
+        self.plan, self.writer, self.stages = plan, writer, stages
+        self.on_chunk: Any = None
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="newsclf-write", daemon=True)
 
-    pending = pool.submit(read_and_prepare)
-    while True:
-        prepared = pending.result()
-        if prepared is None:
-            return
-        pending = pool.submit(read_and_prepare)
-        yield prepared
+    def __enter__(self) -> _WriterThread:
+        self._thread.start()
+        return self
+
+    def put(self, batch: Any, probabilities: np.ndarray, figures: ChunkFigures) -> None:
+        while True:
+            self._raise_error()
+            try:
+                self._queue.put((batch, probabilities, figures), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        """Wait until every chunk put is written."""
+        self.put(None, None, None)  # type: ignore[arg-type]
+        while self._thread.is_alive():
+            self._thread.join(0.1)
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                batch, probabilities, figures = item
+                if batch is None:
+                    return
+                with self.stages.timing("write"):
+                    self.writer.write(self.plan.annotate(batch, probabilities), figures)
+                if self.on_chunk is not None:
+                    self.on_chunk()
+        except BaseException as exc:  # raised again in the thread that puts
+            self._error = exc
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(10)

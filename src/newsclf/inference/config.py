@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from newsclf.errors import InputError
 from newsclf.io import TableFormat, parse_text_columns
 from newsclf.options import check_choice, check_positive, check_range, option
 
@@ -113,6 +114,14 @@ class ClassifyConfig:
     chunk_rows: int = option(
         4096, help="Rows read, sorted and written together (bounds memory).", panel=RUNTIME
     )
+    # Preparing (reading, cleaning, tokenizing) beside inference: worker processes where
+    # cleaning holds the GIL, threads where the work releases it (newsclf.inference.prepare).
+    prepare_workers: int | None = option(
+        None,
+        help="Workers that clean and tokenize beside inference; 0: in turn. Default: on CUDA "
+        "every core but two, on the CPU none (inference uses every core).",
+        panel=RUNTIME,
+    )
     # Every row stays in the output; those under P are flagged (and, with --review-output,
     # also written to a file of their own). With labels, the report gives the coverage and
     # accuracy at P and at the standard thresholds.
@@ -132,4 +141,6 @@ class ClassifyConfig:
             check_choice("--format", self.format, TableFormat)
         check_choice("--on-error", self.on_error, OnError)
         check_positive("--chunk-rows", self.chunk_rows)
+        if self.prepare_workers is not None and self.prepare_workers < 0:
+            raise InputError(f"--prepare-workers must be 0 or more, not {self.prepare_workers}.")
         self.text_columns = list(self.text_columns)

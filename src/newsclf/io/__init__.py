@@ -13,9 +13,13 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "FORMATS": "tables",
         "TableFormat": "tables",
         "TableReader": "tables",
-        "AtomicTableWriter": "tables",
+        "AtomicTableWriter": "writers",
+        "JSON_FIELD": "tables",
+        "is_json_field": "tables",
+        "rechunk": "tables",
+        "LineReader": "line_reader",
         "Chunk": "tables",
-        "SkippedLine": "tables",
+        "SkippedLine": "line_reader",
         "detect_format": "tables",
         "delimiter_for": "tables",
         "is_url": "tables",
@@ -34,6 +38,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "parse_text_columns": "text",
         "choose_text_columns": "text",
         "texts_from_rows": "text",
+        "model_texts": "text",
         "label_key": "labels",
         "label_names_from": "labels",
         "LabelMatcher": "labels",
@@ -51,19 +56,21 @@ if TYPE_CHECKING:
         write_text_atomic,
     )
     from newsclf.io.labels import NO_LABEL, LabelMatcher, label_key, label_names_from
+    from newsclf.io.line_reader import LineReader, SkippedLine
     from newsclf.io.tables import (
         EXTENSIONS,
         FORMATS,
+        JSON_FIELD,
         STDIN,
-        AtomicTableWriter,
         Chunk,
-        SkippedLine,
         TableFormat,
         TableReader,
         delimiter_for,
         detect_format,
+        is_json_field,
         is_url,
         read_table,
+        rechunk,
         sniff_format,
         table_files,
     )
@@ -71,7 +78,9 @@ if TYPE_CHECKING:
         choose_text_columns,
         clean_text,
         join_columns,
+        model_texts,
         parse_text_columns,
         prepare_texts,
         texts_from_rows,
     )
+    from newsclf.io.writers import AtomicTableWriter

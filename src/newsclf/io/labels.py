@@ -72,6 +72,35 @@ class LabelMatcher:
             return key
         return str(key)
 
+    def truth_of(self, column: Any, decode: bool = False) -> tuple[np.ndarray, int, Counter[str]]:
+        """`truth` of an Arrow column, column-wise: each distinct value is matched once
+        (`decode`: the values are JSON texts)."""
+        import json
+
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(column)
+        distinct = encoded.dictionary.to_pylist()
+        if decode:
+            distinct = [None if v is None else json.loads(v) for v in distinct]
+        # Code len(distinct) stands for a null.
+        codes = pc.fill_null(encoded.indices, len(distinct)).to_numpy(zero_copy_only=False)
+        counts = np.bincount(codes, minlength=len(distinct) + 1)
+        index = np.full(len(distinct) + 1, NO_LABEL, dtype=np.int64)
+        unlabelled = int(counts[len(distinct)])
+        unknown: Counter[str] = Counter()
+        for code, value in enumerate(distinct):
+            matched = self(value)
+            if matched is None:
+                unlabelled += int(counts[code])
+            elif isinstance(matched, str):
+                if counts[code]:
+                    unknown[matched] += int(counts[code])
+            else:
+                index[code] = matched
+        truth = index[codes]
+        return truth, unlabelled, unknown
+
     def truth(self, values: Sequence[Any]) -> tuple[np.ndarray, int, Counter[str]]:
         """Class index per value (`NO_LABEL` where there is none), the count of empty labels,
         and the labels the model lacks with their counts."""

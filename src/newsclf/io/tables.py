@@ -1,31 +1,37 @@
-"""Reading and writing CSV, TSV, JSONL and Parquet in bounded chunks, with errors that name lines.
+"""Users' tables read as Arrow record batches, in bounded chunks, with errors that name lines.
 
-Rows are plain dicts keyed by column name, in the file's column order, so that classify can
-write every input column back unchanged. CSV and JSONL are decoded line by line: a malformed
-row or an undecodable byte is reported with its line number (and byte offset), and with
-`on_error="skip"` the reader records the line and keeps going.
+CSV and TSV go through pyarrow's streaming reader (every column a string, quoted line breaks
+allowed); JSON Lines through pyarrow's JSON reader a block of lines at a time, against the
+types of the whole file; Parquet by its own batches. pyarrow does not number lines, so where it
+rejects a row (or would accept one that is not valid CSV, such as `"x"y`), the exact reader
+(`LineReader`) reads the rest of the file from the first row not yet returned: it names the bad
+line, or with `on_error="skip"` records it and goes on. Stdin, which cannot be read twice, is
+read by the exact reader throughout.
 
-The columns are the whole input's before the first row is returned: a JSONL file is scanned
-once for every key (a key that first appears on line 500 is still a column, and a bad line
-fails before any work); on stdin, which cannot be read twice, a key that first appears after
-line 1 is an error naming its line. `schema()` gives the column types the output keeps.
+The columns are the whole input's before the first batch: a JSON Lines file is scanned once
+(a key that first appears on line 500 is a column, a bad line fails before any work); on stdin
+a key that first appears after line 1 is an error naming its line. JSON values keep their
+types where a key holds one kind of scalar; a key that mixes kinds, or holds objects or arrays,
+becomes a string column of JSON texts (marked `JSON_FIELD`), written back to JSON Lines as the
+values they were. Every batch has `schema()`, and every chunk but the last `rows` rows, so
+that the chunks (and the batches sorted within them) are the same whichever reader read them.
 """
 
 from __future__ import annotations
 
-import csv
 import glob
 import io
 import json
-import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Literal, get_args
+from typing import Any, Literal, get_args
+
+import numpy as np
 
 from newsclf.errors import InputError
-from newsclf.io.atomic import atomic_file
+from newsclf.io.line_reader import LineReader, SkippedLine, batched, skip
 
 TableFormat = Literal["csv", "tsv", "jsonl", "parquet"]
 FORMATS: tuple[str, ...] = get_args(TableFormat)
@@ -40,7 +46,10 @@ EXTENSIONS = {
     ".pq": "parquet",
 }
 STDIN = "-"
-csv.field_size_limit(64 * 1024 * 1024)
+# Field metadata of a string column that holds JSON texts (a JSON Lines key of mixed kinds).
+JSON_FIELD = b"newsclf.json"
+# Bytes pyarrow parses at a time; a CSV row longer than this goes to the exact reader.
+BLOCK_BYTES = 8 << 20
 
 
 def detect_format(path: str | Path, override: str | None = None) -> str:
@@ -127,9 +136,526 @@ def _peek_stdin(size: int = 65536) -> bytes:
     return b""
 
 
+class _Stream(io.RawIOBase):
+    """A binary source (a file, stdin, a pyarrow stream) that counts the bytes read and, for
+    pyarrow's CSV reader, stops at the first quote that strict CSV would reject there: one with
+    neither a delimiter, a line end nor another quote on either side (`"x"y`), which pyarrow
+    would silently read as `xy`."""
+
+    def __init__(self, source: Any, quote_check: bytes | None = None) -> None:
+        self.source = source
+        self.bytes_read = 0
+        self._structural = None if quote_check is None else np.frombuffer(quote_check, np.uint8)
+        self._last = b"\n"
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.source.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        self.bytes_read += size
+        if self._structural is not None and size:
+            self._check_quotes(self._last + bytes(data))
+            self._last = bytes(data[-1:])
+        return size
+
+    def _check_quotes(self, data: bytes) -> None:
+        values = np.frombuffer(data, np.uint8)
+        quotes = np.flatnonzero(values == ord('"'))
+        quotes = quotes[(quotes > 0) & (quotes < len(values) - 1)]
+        if len(quotes) == 0:
+            return
+        odd = ~np.isin(values[quotes - 1], self._structural) & ~np.isin(
+            values[quotes + 1], self._structural
+        )
+        if odd.any():
+            raise _NotForArrow
+
+    def close(self) -> None:
+        if self.source is not sys.stdin.buffer:
+            self.source.close()
+        super().close()
+
+
+class _NotForArrow(Exception):
+    """The rest of the file goes to the exact reader."""
+
+
+@dataclass
+class TableReader:
+    """Streams a table as Arrow record batches (`batches`). `columns` and `schema()` are known
+    once the reader exists. `on_error="raise"` stops at the first malformed row with an
+    `InputError` naming its line; `on_error="skip"` records it in `skipped` and goes on."""
+
+    path: str | Path
+    format: str | None = None
+    on_error: str = "raise"
+
+    def __post_init__(self) -> None:
+        if self.on_error not in ("raise", "skip"):
+            raise InputError(f"--on-error must be raise or skip, not {self.on_error!r}.")
+        text = str(self.path)
+        self.stdin = text == STDIN
+        if not self.stdin and not is_url(text):
+            if Path(text).is_dir():
+                raise InputError(
+                    f"{self.path} is a directory; give one file (CSV, TSV, JSONL or Parquet)."
+                )
+            if not Path(text).is_file():
+                raise InputError(f"{self.path}: no such file.")
+        self.format = detect_format(self.path, self.format)
+        self.name = "<stdin>" if self.stdin else text
+        self.skipped: list[SkippedLine] = []
+        self._done = 0
+        self._total: int | None = None
+        source = {"csv": _Delimited, "tsv": _Delimited, "jsonl": _JsonLines}.get(
+            self.format, _Parquet
+        )
+        self._source = source(self)
+        self.columns: list[str] = self._source.schema.names
+        if not self.columns:
+            raise InputError(f"{self.name}: the file is empty (no header and no rows).")
+
+    def schema(self) -> Any:
+        """The columns as an Arrow schema: Parquet's own, strings for CSV and TSV, the types a
+        JSON Lines file's values have. Written Parquet keeps them."""
+        return self._source.schema
+
+    def batches(self, rows: int) -> Iterator[Any]:
+        """Record batches of `rows` rows (the last one shorter), in file order; read once."""
+        return self._source.batches(rows)
+
+    def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line, row as a dict) of every row: the exact reader, for training-sized tables."""
+        return self._source.records()
+
+    def progress(self) -> tuple[int, int | None]:
+        """(done, total) in bytes for CSV/JSONL, in rows for Parquet; total None for stdin."""
+        return self._done, self._total
+
+    def open(self, quote_check: bytes | None = None) -> _Stream:
+        """A new binary stream of the input (stdin: the one stdin)."""
+        text = str(self.path)
+        try:
+            if self.stdin:
+                source: Any = sys.stdin.buffer
+            elif is_url(text):
+                from pyarrow import fs
+
+                filesystem, where = fs.FileSystem.from_uri(text)
+                source = filesystem.open_input_stream(where)
+            else:
+                source = open(text, "rb")  # noqa: SIM115 (the returned stream closes it)
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise InputError(f"{self.name}: cannot read it ({reason}).") from None
+        return _Stream(source, quote_check)
+
+    def line_reader(self, stream: _Stream, on_error: str | None = None) -> LineReader:
+        lines = io.BufferedReader(stream, buffer_size=1 << 20)
+        return LineReader(
+            self.name, lines, self.format or "", on_error or self.on_error, self.skipped
+        )
+
+    def total_bytes(self) -> int | None:
+        if self.stdin or is_url(str(self.path)):
+            return None
+        return Path(self.path).stat().st_size
+
+
+def rechunk(batches: Iterator[Any], rows: int) -> Iterator[Any]:
+    """Record batches of exactly `rows` rows (the last one shorter) from batches of any size."""
+    import pyarrow as pa
+
+    pending: list[Any] = []
+    held = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows).combine_chunks().to_batches()[0]
+            rest = table.slice(rows)
+            pending = rest.combine_chunks().to_batches() if rest.num_rows else []
+            held -= rows
+    if held:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
+
+def _batch_of(columns: list[list[Any]], schema: Any) -> Any:
+    import pyarrow as pa
+
+    arrays = [pa.array(values, field.type) for values, field in zip(columns, schema, strict=True)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+class _Delimited:
+    """CSV and TSV: pyarrow's streaming reader, the exact reader where it cannot go on."""
+
+    def __init__(self, reader: TableReader) -> None:
+        import pyarrow as pa
+
+        self.reader = reader
+        self.delimiter = delimiter_for(reader.format or "csv")
+        reader._total = reader.total_bytes()
+        if reader.stdin:
+            # Read once: the rows follow the header on the same stream.
+            self._stdin = reader.line_reader(reader.open())
+            self.raw_header, header, self._stdin_rows = self._stdin.delimited(self.delimiter)
+        else:
+            with reader.open() as stream:
+                self.raw_header, header, _ = reader.line_reader(stream, "raise").delimited(
+                    self.delimiter
+                )
+        self.schema = pa.schema([(name, pa.string()) for name in header])
+
+    def batches(self, rows: int) -> Iterator[Any]:
+        returned = 0
+        if not self.reader.stdin:
+            try:
+                for batch in rechunk(self._arrow_batches(), rows):
+                    yield batch
+                    returned += batch.num_rows
+                return
+            except _NotForArrow:
+                pass
+        yield from rechunk(self._exact_batches(rows, returned), rows)
+
+    def _arrow_batches(self) -> Iterator[Any]:
+        import pyarrow as pa
+        from pyarrow import csv
+
+        structural = (self.delimiter + '"\r\n').encode()
+        stream = self.reader.open(quote_check=structural)
+        try:
+            arrow = csv.open_csv(
+                stream,
+                read_options=csv.ReadOptions(block_size=BLOCK_BYTES),
+                parse_options=csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True),
+                convert_options=csv.ConvertOptions(
+                    column_types={name: pa.string() for name in self.raw_header},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            if arrow.schema.names != self.raw_header:
+                raise _NotForArrow
+            for batch in arrow:
+                self.reader._done = stream.bytes_read
+                yield batch.rename_columns(self.schema.names)
+        except pa.ArrowInvalid:
+            raise _NotForArrow from None
+        finally:
+            stream.close()
+
+    def _exact_batches(self, rows: int, returned: int) -> Iterator[Any]:
+        if self.reader.stdin:
+            for group in batched(self._stdin_rows, rows):
+                self.reader._done = self._stdin.bytes_read
+                columns = [list(c) for c in zip(*(values for _, values in group), strict=True)]
+                yield _batch_of(columns, self.schema)
+            return
+        with self.reader.open() as stream:
+            # The rows already returned were read by pyarrow: read past them strictly.
+            lines = self.reader.line_reader(stream, "raise")
+            _, _, items = lines.delimited(self.delimiter)
+            items = skip(items, returned, lambda: self.reader.name)
+            lines.on_error = self.reader.on_error
+            for group in batched(items, rows):
+                self.reader._done = stream.bytes_read
+                columns = [list(c) for c in zip(*(values for _, values in group), strict=True)]
+                yield _batch_of(columns, self.schema)
+
+    def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        header = self.schema.names
+        if self.reader.stdin:
+            for line, values in self._stdin_rows:
+                yield line, dict(zip(header, values, strict=True))
+            return
+        with self.reader.open() as stream:
+            _, _, items = self.reader.line_reader(stream).delimited(self.delimiter)
+            for line, values in items:
+                yield line, dict(zip(header, values, strict=True))
+
+
+# The kind of a JSON value, and the Arrow type of a column of one kind.
+_KIND_TYPES = {"bool": "bool_", "int": "int64", "float": "float64", "string": "string"}
+
+
+def _python_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int" if -(2**63) <= value < 2**63 else "json"
+    if isinstance(value, float):
+        return "float"
+    return "string" if isinstance(value, str) else "json"
+
+
+def _arrow_kind(arrow_type: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_null(arrow_type):
+        return "null"
+    if pa.types.is_boolean(arrow_type):
+        return "bool"
+    if pa.types.is_integer(arrow_type):
+        return "int"
+    if pa.types.is_floating(arrow_type):
+        return "float"
+    # pyarrow reads ISO dates in JSON strings as timestamps: they are strings in the file.
+    if pa.types.is_string(arrow_type) or pa.types.is_temporal(arrow_type):
+        return "string"
+    return "json"
+
+
+def _field_of(name: str, kinds: set[str]) -> Any:
+    import pyarrow as pa
+
+    kinds = kinds - {"null"}
+    if kinds == {"int", "float"}:
+        kinds = {"float"}
+    if len(kinds) > 1 or "json" in kinds:
+        return pa.field(name, pa.string(), metadata={JSON_FIELD: b"1"})
+    kind = next(iter(kinds), "string")
+    return pa.field(name, getattr(pa, _KIND_TYPES[kind])())
+
+
+def is_json_field(field: Any) -> bool:
+    """Whether a column holds JSON texts (a JSON Lines key of mixed kinds)."""
+    return bool(field.metadata and field.metadata.get(JSON_FIELD))
+
+
+class _JsonLines:
+    """JSON Lines: blocks of whole lines through pyarrow's JSON reader against the whole
+    file's schema; a block it rejects, or one with JSON-text columns, record by record."""
+
+    def __init__(self, reader: TableReader) -> None:
+        self.reader = reader
+        reader._total = reader.total_bytes()
+        if reader.stdin:
+            self._start_stdin()
+        else:
+            self._scan()
+
+    # -- the schema ------------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        """Every key of the file, in order of first appearance, and its kinds of value; a bad
+        line stops here, before any work (with `on_error="skip"` the reading pass records
+        it)."""
+        import pyarrow as pa
+        from pyarrow import json as pajson
+
+        kinds: dict[str, set[str]] = {}
+        with self.reader.open() as stream:
+            for block, first_line in self._blocks(stream):
+                try:
+                    table = pajson.read_json(io.BytesIO(block), _json_read_options(block))
+                    for field in table.schema:
+                        kinds.setdefault(field.name, set()).add(_arrow_kind(field.type))
+                    continue
+                except pa.ArrowInvalid:
+                    pass
+                lines = self._lines(block)
+                report = self.reader.on_error == "raise"
+                for _, record in lines.records(first_line, report=report):
+                    for key, value in record.items():
+                        kinds.setdefault(key, set()).add(_python_kind(value))
+        self.schema = pa.schema([_field_of(name, kinds[name]) for name in kinds])
+        self.json_columns = any(is_json_field(f) for f in self.schema)
+
+    def _start_stdin(self) -> None:
+        """On stdin the first record sets the columns and their types."""
+        import pyarrow as pa
+
+        self._stdin_lines = self.reader.line_reader(self.reader.open())
+        self._stdin_records = self._stdin_lines.records()
+        first = next(self._stdin_records, None)
+        self._first = first
+        record = first[1] if first else {}
+        self.schema = pa.schema(
+            [_field_of(key, {_python_kind(value)}) for key, value in record.items()]
+        )
+        self.json_columns = any(is_json_field(f) for f in self.schema)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def batches(self, rows: int) -> Iterator[Any]:
+        if self.reader.stdin:
+            yield from rechunk(self._stdin_batches(rows), rows)
+            return
+        yield from rechunk(self._block_batches(), rows)
+
+    def _block_batches(self) -> Iterator[Any]:
+        import pyarrow as pa
+        from pyarrow import json as pajson
+
+        options = pajson.ParseOptions(
+            explicit_schema=self.schema, unexpected_field_behavior="error"
+        )
+        with self.reader.open() as stream:
+            for block, first_line in self._blocks(stream):
+                self.reader._done = stream.bytes_read
+                if not self.json_columns:
+                    try:
+                        table = pajson.read_json(
+                            io.BytesIO(block), _json_read_options(block), options
+                        )
+                        yield from table.select(self.schema.names).to_batches()
+                        continue
+                    except pa.ArrowInvalid:
+                        pass
+                found = list(self._lines(block).records(first_line))
+                if found:
+                    yield self._batch(found)
+
+    def _stdin_batches(self, rows: int) -> Iterator[Any]:
+        records = self._stdin_records
+        if self._first is not None:
+            records = _prepend(self._first, records)
+        known = set(self.schema.names)
+        for group in batched(records, rows):
+            for number, record in group:
+                new = [key for key in record if key not in known]
+                if new:
+                    raise InputError(
+                        f"{self.reader.name}, line {number}: key(s) {', '.join(map(repr, new))} "
+                        "first appear here, after the output's columns were fixed; classify a "
+                        "file (it is scanned first) or give every record the same keys."
+                    )
+            self.reader._done = self._stdin_lines.bytes_read
+            yield self._batch(group)
+
+    def _batch(self, found: list[tuple[int, dict[str, Any]]]) -> Any:
+        """A record batch of parsed records, or an error naming the line whose value does
+        not fit its column (only on stdin, whose types come from line 1)."""
+        import pyarrow as pa
+
+        columns = []
+        for field in self.schema:
+            values = [record.get(field.name) for _, record in found]
+            if is_json_field(field):
+                values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+            try:
+                columns.append(pa.array(values, field.type))
+            except (pa.ArrowException, OverflowError, UnicodeEncodeError):
+                raise self._misfit(field, found) from None
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
+
+    def _misfit(self, field: Any, found: list[tuple[int, dict[str, Any]]]) -> InputError:
+        import pyarrow as pa
+
+        for number, record in found:
+            value = record.get(field.name)
+            if is_json_field(field) and value is not None:
+                value = json.dumps(value, ensure_ascii=False)
+            try:
+                pa.array([value], field.type)
+            except (pa.ArrowException, OverflowError, UnicodeEncodeError):
+                return InputError(
+                    f"{self.reader.name}, line {number}: key {field.name!r} holds {value!r}, "
+                    f"which is not a {field.type} like the key's other values (on stdin, "
+                    "line 1 sets the types: classify a file, which is scanned first)."
+                )
+        return InputError(f"{self.reader.name}: key {field.name!r} cannot be read.")
+
+    def _lines(self, block: bytes) -> LineReader:
+        return LineReader(
+            self.reader.name,
+            io.BytesIO(block),
+            "jsonl",
+            self.reader.on_error,
+            self.reader.skipped,
+        )
+
+    @staticmethod
+    def _blocks(stream: _Stream) -> Iterator[tuple[bytes, int]]:
+        """(whole lines, the number of the first) of about BLOCK_BYTES each."""
+        line, rest = 1, b""
+        while True:
+            data = stream.read(BLOCK_BYTES)
+            if not data:
+                break
+            if line == 1 and not rest:
+                data = data.removeprefix(b"\xef\xbb\xbf")
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            block, rest = data[:cut], data[cut:]
+            yield block, line
+            line += block.count(b"\n")
+        if rest:
+            yield rest, line
+
+    def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        if self.reader.stdin:
+            if self._first is not None:
+                yield self._first
+            yield from self._stdin_records
+            return
+        with self.reader.open() as stream:
+            yield from self.reader.line_reader(stream).records()
+
+
+def _json_read_options(block: bytes) -> Any:
+    from pyarrow import json as pajson
+
+    # One block per call: pyarrow's own blocks would cut a long line.
+    return pajson.ReadOptions(block_size=max(len(block) + 1, 1 << 16))
+
+
+class _Parquet:
+    """Parquet: its own batches; rows are numbered instead of lines."""
+
+    def __init__(self, reader: TableReader) -> None:
+        import pyarrow.parquet as pq
+
+        self.reader = reader
+        source: Any = str(reader.path)
+        if reader.stdin:
+            source = io.BytesIO(sys.stdin.buffer.read())  # Parquet needs random access.
+        elif is_url(source):
+            from pyarrow import fs
+
+            filesystem, where = fs.FileSystem.from_uri(source)
+            source = filesystem.open_input_file(where)
+        try:
+            self.file = pq.ParquetFile(source)
+        except Exception as exc:
+            raise InputError(f"{reader.name}: not a readable Parquet file ({exc}).") from None
+        self.schema = self.file.schema_arrow
+        reader._total = self.file.metadata.num_rows
+
+    def batches(self, rows: int) -> Iterator[Any]:
+        for batch in rechunk(self.file.iter_batches(batch_size=rows), rows):
+            self.reader._done += batch.num_rows
+            yield batch
+
+    def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        number = 0
+        for batch in self.file.iter_batches(batch_size=8192):
+            for record in batch.to_pylist():
+                number += 1
+                yield number, record
+
+
+def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
 @dataclass
 class Chunk:
-    """Consecutive rows of a table, with the source line (or Parquet row) each one came from."""
+    """Rows of a table as dicts, with the source line (or Parquet row) each one came from."""
 
     rows: list[dict[str, Any]]
     line_numbers: list[int]
@@ -138,401 +664,12 @@ class Chunk:
         return len(self.rows)
 
 
-@dataclass
-class SkippedLine:
-    line: int
-    reason: str
-
-
-@dataclass
-class TableReader:
-    """Streams a table in chunks. `columns` is known once the header (or first record) is read.
-
-    `on_error="raise"` stops at the first malformed row with an `InputError` naming its line;
-    `on_error="skip"` records it in `skipped` and goes on.
-    """
-
-    path: str | Path
-    format: str | None = None
-    on_error: str = "raise"
-    columns: list[str] = field(default_factory=list)
-    skipped: list[SkippedLine] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.on_error not in ("raise", "skip"):
-            raise InputError(f"--on-error must be raise or skip, not {self.on_error!r}.")
-        if str(self.path) != STDIN:
-            if Path(self.path).is_dir():
-                raise InputError(
-                    f"{self.path} is a directory; give one file (CSV, TSV, JSONL or Parquet)."
-                )
-            if not Path(self.path).is_file():
-                raise InputError(f"{self.path}: no such file.")
-        self.format = detect_format(self.path, self.format)
-        self._bytes_read = 0
-        self._rows_read = 0
-        self._total: int | None = None
-        if str(self.path) != STDIN and self.format != "parquet":
-            self._total = Path(self.path).stat().st_size
-        self._types: dict[str, set[type]] = {}
-        if self.format == "jsonl" and str(self.path) != STDIN:
-            self._scan_jsonl()
-        self._rows = self._iter_rows()
-        self._first = next(self._rows, None)
-        if self._first is None and not self.columns:
-            raise InputError(f"{self.name}: the file is empty (no header and no rows).")
-
-    @property
-    def name(self) -> str:
-        return "<stdin>" if str(self.path) == STDIN else str(self.path)
-
-    def progress(self) -> tuple[int, int | None]:
-        """(done, total) in bytes for CSV/JSONL, in rows for Parquet; total None for stdin."""
-        if self.format == "parquet":
-            return self._rows_read, self._total
-        return self._bytes_read, self._total
-
-    def schema(self) -> Any:
-        """The input's columns as an Arrow schema: Parquet's own, strings for CSV and TSV, the
-        types a JSONL file's values have (strings where they mix). Written Parquet keeps them,
-        whatever the first chunk holds (a column empty there is not typed null)."""
-        import pyarrow as pa
-
-        if self.format == "parquet":
-            return self._arrow_schema
-        if self.format in ("csv", "tsv"):
-            return pa.schema([(c, pa.string()) for c in self.columns])
-        return pa.schema([(c, _arrow_type(self._types.get(c, set()))) for c in self.columns])
-
-    def iter_chunks(self, chunk_rows: int) -> Iterator[Chunk]:
-        chunk = Chunk([], [])
-        rows = self._rows if self._first is None else _prepend(self._first, self._rows)
-        self._first = None
-        for line, row in rows:
-            chunk.rows.append(row)
-            chunk.line_numbers.append(line)
-            if len(chunk.rows) >= chunk_rows:
-                yield chunk
-                chunk = Chunk([], [])
-        if chunk.rows:
-            yield chunk
-
-    def read_all(self) -> Chunk:
-        merged = Chunk([], [])
-        for chunk in self.iter_chunks(65536):
-            merged.rows.extend(chunk.rows)
-            merged.line_numbers.extend(chunk.line_numbers)
-        return merged
-
-    # -- format readers -------------------------------------------------------------------
-
-    def _iter_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        if self.format == "parquet":
-            return self._parquet_rows()
-        if self.format == "jsonl":
-            return self._jsonl_rows()
-        return self._delimited_rows(delimiter_for(self.format))
-
-    def _fail(self, line: int, reason: str) -> None:
-        if self.on_error == "skip":
-            self.skipped.append(SkippedLine(line, reason))
-            return
-        raise InputError(f"{self.name}, line {line}: {reason}")
-
-    def _open_binary(self) -> BinaryIO:
-        if str(self.path) == STDIN:
-            return sys.stdin.buffer
-        try:
-            return open(self.path, "rb")
-        except OSError as exc:
-            raise InputError(f"{self.name}: cannot read it ({exc.strerror}).") from None
-
-    def _decoded_lines(self, stream: BinaryIO) -> Iterator[str]:
-        """Decode line by line so that a bad byte is reported where it is."""
-        for number, raw in enumerate(stream, start=1):
-            self._bytes_read += len(raw)
-            try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"{self.name}, line {number}, byte {exc.start + 1} of that line: "
-                    f"cannot decode {raw[exc.start : exc.start + 4]!r} as UTF-8. "
-                    "Re-encode the file as UTF-8."
-                ) from None
-            yield text
-
-    def _delimited_rows(self, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
-        stream = self._open_binary()
-        try:
-            reader = csv.reader(self._decoded_lines(stream), delimiter=delimiter, strict=True)
-            header = self._read_header(reader)
-            if header is None:
-                return
-            self.columns = header
-            width = len(header)
-            last_line = reader.line_num
-            while True:
-                start = last_line + 1
-                try:
-                    values = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:
-                    last_line = reader.line_num
-                    self._fail(start, f"malformed {self.format.upper()} row ({exc}).")
-                    continue
-                last_line = reader.line_num
-                if not values:  # blank line
-                    continue
-                if len(values) != width:
-                    self._fail(
-                        start,
-                        f"expected {width} field{'s' * (width != 1)} (as in the header), "
-                        f"found {len(values)}.",
-                    )
-                    continue
-                yield start, dict(zip(header, values, strict=True))
-        finally:
-            if stream is not sys.stdin.buffer:
-                stream.close()
-
-    def _read_header(self, reader: Any) -> list[str] | None:
-        for values in reader:
-            if not values:
-                continue
-            header = [v.strip() for v in values]
-            duplicated = sorted({c for c in header if header.count(c) > 1})
-            if duplicated:
-                raise InputError(
-                    f"{self.name}, line {reader.line_num}: duplicate column names in the header: "
-                    f"{', '.join(duplicated)}."
-                )
-            return header
-        return None
-
-    def _scan_jsonl(self) -> None:
-        """Every key of the file, in order of first appearance, and its values' types; a bad
-        line stops here, before any work (with `on_error="skip"` the reading pass records it)."""
-        seen: dict[str, None] = {}
-        with self._open_binary() as stream:
-            for number, line in enumerate(self._decoded_lines(stream), start=1):
-                if not line.strip():
-                    continue
-                record = self._parse_json(number, line, report=self.on_error == "raise")
-                if record is None:
-                    continue
-                for key, value in record.items():
-                    seen.setdefault(key, None)
-                    self._types.setdefault(key, set()).add(type(value))
-        self.columns = list(seen)
-        self._bytes_read = 0
-
-    def _parse_json(self, number: int, line: str, *, report: bool = True) -> dict[str, Any] | None:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if report:
-                self._fail(number, f"not valid JSON ({exc.msg} at column {exc.colno}).")
-            return None
-        if not isinstance(record, dict):
-            if report:
-                self._fail(number, f"expected a JSON object, found {type(record).__name__}.")
-            return None
-        return record
-
-    def _jsonl_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        stream = self._open_binary()
-        scanned = bool(self.columns)
-        seen = set(self.columns)
-        try:
-            for number, line in enumerate(self._decoded_lines(stream), start=1):
-                if not line.strip():
-                    continue
-                record = self._parse_json(number, line)
-                if record is None:
-                    continue
-                new = [key for key in record if key not in seen]
-                if new and (scanned or len(seen)):
-                    # Only stdin gets here: a file's keys were all scanned first.
-                    raise InputError(
-                        f"{self.name}, line {number}: key(s) {', '.join(map(repr, new))} first "
-                        "appear here, after the output's columns were fixed; classify a file "
-                        "(it is scanned first) or give every record the same keys."
-                    )
-                for key, value in record.items():
-                    if key not in seen:
-                        self.columns.append(key)
-                        seen.add(key)
-                    self._types.setdefault(key, set()).add(type(value))
-                yield number, record
-        finally:
-            if stream is not sys.stdin.buffer:
-                stream.close()
-
-    def _parquet_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        import pyarrow.parquet as pq
-
-        source: Any = self.path
-        if str(self.path) == STDIN:
-            source = io.BytesIO(sys.stdin.buffer.read())  # Parquet needs random access.
-        try:
-            parquet = pq.ParquetFile(source)
-        except Exception as exc:
-            raise InputError(f"{self.name}: not a readable Parquet file ({exc}).") from None
-        self.columns = list(parquet.schema_arrow.names)
-        self._arrow_schema = parquet.schema_arrow
-        self._total = parquet.metadata.num_rows
-        for batch in parquet.iter_batches(batch_size=8192):
-            for record in batch.to_pylist():
-                self._rows_read += 1
-                yield self._rows_read, record
-
-
-def _arrow_type(types: set[type]) -> Any:
-    """The Arrow type of JSON values of `types` (None aside): strings where they mix."""
-    import pyarrow as pa
-
-    kinds = types - {type(None)}
-    if kinds == {bool}:
-        return pa.bool_()
-    if kinds == {int}:
-        return pa.int64()
-    if kinds and kinds <= {int, float}:
-        return pa.float64()
-    return pa.string()
-
-
-def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
-
-
 def read_table(path: str | Path, format: str | None = None) -> tuple[list[str], Chunk]:
-    """A whole (training-sized) table: its columns and rows. Malformed rows raise."""
+    """A whole (training-sized) table: its columns and rows, read by the exact reader.
+    Malformed rows raise."""
     reader = TableReader(path, format)
-    rows = reader.read_all()
-    return reader.columns, rows
-
-
-# -- writing -------------------------------------------------------------------------------
-
-
-class AtomicTableWriter:
-    """Writes a table to a hidden temporary file beside the target and renames it into place on
-    success, so an interrupted run never leaves an output that looks complete.
-
-    Use as a context manager; `-` writes to stdout (no rename possible there). `schema` (an
-    Arrow schema of `columns`) types Parquet output; without it, the first chunk's types.
-    """
-
-    def __init__(
-        self, path: str | Path, format: str, columns: list[str], schema: Any = None
-    ) -> None:
-        self.path = path
-        self.format = format
-        self.columns = columns
-        self.schema = schema
-        self._to_stdout = str(path) == STDIN
-        self._atomic: Any = None
-        self._parquet_writer: Any = None
-        self._parquet_schema: Any = None
-        self.rows_written = 0
-
-    def __enter__(self) -> AtomicTableWriter:
-        if self._to_stdout:
-            self._binary: IO[bytes] = sys.stdout.buffer
-        else:
-            self._atomic = atomic_file(self.path)
-            fd, _ = self._atomic.__enter__()
-            self._binary = os.fdopen(fd, "wb")
-        if self.format in ("csv", "tsv"):
-            self._text = io.TextIOWrapper(
-                self._binary, encoding="utf-8", newline="", write_through=False
-            )
-            self._csv = csv.writer(self._text, delimiter=delimiter_for(self.format))
-            self._csv.writerow(self.columns)
-        elif self.format == "jsonl":
-            self._text = io.TextIOWrapper(self._binary, encoding="utf-8", newline="\n")
-        return self
-
-    def write_rows(self, rows: list[dict[str, Any]]) -> None:
-        if self.format in ("csv", "tsv"):
-            self._csv.writerows([[_csv_value(row.get(c)) for c in self.columns] for row in rows])
-        elif self.format == "jsonl":
-            self._text.write(
-                "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
-            )
-        else:
-            self._write_parquet(rows)
-        self.rows_written += len(rows)
-
-    def _write_parquet(self, rows: list[dict[str, Any]]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self._parquet_schema is None:
-            schema = self.schema
-            if schema is None:
-                schema = pa.Table.from_pylist(rows).select(self.columns).schema
-            self._parquet_schema = schema
-            self._strings = {f.name for f in schema if pa.types.is_string(f.type)}
-            self._parquet_writer = pq.ParquetWriter(self._binary, schema)
-        strings = self._strings
-        typed = [
-            {c: _text_value(row.get(c)) if c in strings else row.get(c) for c in self.columns}
-            for row in rows
-        ]
-        try:
-            table = pa.Table.from_pylist(typed, schema=self._parquet_schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise InputError(
-                f"Cannot write {self.path}: a value does not fit its column's type ({exc}). "
-                "Write CSV or JSONL instead."
-            ) from None
-        self._parquet_writer.write_table(table)
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            if self.format == "parquet":
-                if self._parquet_writer is None and exc_type is None:
-                    import pyarrow as pa
-                    import pyarrow.parquet as pq
-
-                    schema = self.schema or pa.schema([(c, pa.string()) for c in self.columns])
-                    self._parquet_writer = pq.ParquetWriter(self._binary, schema)
-                if self._parquet_writer is not None:
-                    self._parquet_writer.close()
-            else:
-                self._text.flush()
-                # Detach, or the wrapper's finaliser would close stdout with it.
-                self._text.detach()
-            if self._to_stdout:
-                self._binary.flush()
-            else:
-                self._binary.close()
-        except BaseException:
-            if exc_type is None:
-                exc_type, exc, tb = sys.exc_info()
-            raise
-        finally:
-            if self._atomic is not None:
-                # Renames the finished file into place, or removes it after an error.
-                self._atomic.__exit__(exc_type, exc, tb)
-
-
-def _text_value(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):  # as JSON and Arrow's CSV writer (Ray's part files) spell it
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return value
+    chunk = Chunk([], [])
+    for line, row in reader.records():
+        chunk.rows.append(row)
+        chunk.line_numbers.append(line)
+    return reader.columns, chunk

@@ -1,40 +1,45 @@
-"""The Ray actors: `Predictor` (one `Classifier` per worker) and `Tally` (sums what the workers
-report: counts, stage seconds and partial evaluations, which merge into the local engine's
-figures)."""
+"""What runs on Ray's workers: `read_files` (newsclf's own reader, one file per task: record
+batches with the rows' file and row numbers, errors that name file and line) and `Predictor`
+(one `Classifier` per actor: the local engine's preparing, inference and prediction columns for
+each batch; on the part-file path also the local engine's writer stage, into a part file).
+
+What the driver needs besides rows travels in one hidden column, `__stats`: a JSON record on
+the first row of each batch an actor returns (its worker, the seconds and counts of the batch,
+the reader's skipped lines, and on the part-file path its evaluation). Nothing waits on a call
+per batch."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from newsclf.errors import InputError
 from newsclf.inference import (
     BatchStats,
+    ChunkFigures,
     Classifier,
     ClassifierConfig,
     Evaluation,
     OutputPlan,
+    ResultWriter,
     RunCounts,
-    StageTimes,
 )
-from newsclf.io import NO_LABEL, prepare_texts
+from newsclf.io import AtomicTableWriter, TableReader
 
-# Columns of the driver's batches and of the actors' answers on the ordered path.
-ROW, TEXT, TRUTH = "__row", "__text", "__truth"
-
-
-def probability_column(j: int) -> str:
-    return f"__p{j}"
+# Hidden columns: each row's file (its index among the inputs) and row in it; the reader's
+# record (seconds, skipped lines) on the last batch of a file; an actor's record.
+FILE, ROW, READ, STATS = "__file", "__row", "__read", "__stats"
 
 
 @dataclass(frozen=True)
 class WorkerStats:
-    """What one Ray actor did: its rows, and the seconds it spent on them (cleaning,
-    tokenizing and inference, not waiting)."""
+    """What one Ray actor did: its rows, and the seconds it spent on them (preparing and
+    inference, not waiting)."""
 
     worker: str
     node: str
@@ -52,125 +57,119 @@ class WorkerStats:
         return asdict(self) | {"rows_per_s": round(self.rows_per_s, 2)}
 
 
-class Tally:
-    """A small actor that sums the workers' reports."""
+def read_files(
+    items: Any, *, format: str | None, on_error: str, rows: int, schema: Any
+) -> Iterator[Any]:
+    """The batches of each file in `items` (its `path` and `index`), with the hidden columns.
+    Every file must have the columns of `schema` (the first file's)."""
+    import pyarrow as pa
 
-    def __init__(self, label_names: list[str], min_confidence: float | None = None) -> None:
-        self.counts = RunCounts()
-        self.evaluation = Evaluation(label_names, min_confidence)
-        self.stages = StageTimes(overlapped=True)
-        self.workers: dict[str, WorkerStats] = {}
-        self.info: dict[str, Any] | None = None
-
-    def hello(self, info: dict[str, Any]) -> None:
-        self.info = self.info or info
-
-    def add(
-        self,
-        worker: WorkerStats,
-        counts: RunCounts,
-        evaluation: Evaluation,
-        tokenize_s: float,
-        inference_s: float,
-    ) -> None:
-        self.counts.merge(counts)
-        self.evaluation.merge(evaluation)
-        self.stages.tokenize_s += tokenize_s
-        self.stages.inference_s += inference_s
-        seen = self.workers.get(worker.worker)
-        if seen is not None:
-            worker = WorkerStats(
-                worker.worker,
-                worker.node,
-                worker.pid,
-                seen.batches + 1,
-                seen.rows + worker.rows,
-                seen.tokens + worker.tokens,
-                seen.busy_s + worker.busy_s,
+    for path, index in zip(items["path"].to_pylist(), items["index"].to_pylist(), strict=True):
+        started = time.perf_counter()
+        reader = TableReader(path, format, on_error=on_error)
+        same = (set if reader.format == "jsonl" else list)(reader.columns)
+        if same != (set if reader.format == "jsonl" else list)(schema.names):
+            raise InputError(
+                f"{reader.name}: its columns ({', '.join(reader.columns)}) differ from the first "
+                f"file's ({', '.join(schema.names)}); one output needs one set of columns."
             )
-        self.workers[worker.worker] = worker
+        held, first_row = None, 0
+        for batch in reader.batches(rows):
+            try:
+                batch = batch.select(schema.names).cast(schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise InputError(
+                    f"{reader.name}: its column types differ from the first file's."
+                ) from None
+            if held is not None:
+                yield _with_source(held, index, first_row - held.num_rows, None)
+            held, first_row = batch, first_row + batch.num_rows
+        # The last batch carries the file's record: all its skipped lines are known by then.
+        skipped = [[s.line, f"{reader.name}: {s.reason}"] for s in reader.skipped]
+        record = {"read_s": time.perf_counter() - started, "skipped": skipped}
+        if held is None:
+            if skipped:
+                raise InputError(f"{reader.name}: every row was malformed and skipped.")
+            continue
+        yield _with_source(held, index, first_row - held.num_rows, record)
 
-    def summary(self) -> dict[str, Any]:
-        return dict(vars(self))
+
+def _with_source(batch: Any, index: int, first_row: int, record: dict | None) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    rows = batch.num_rows
+    read = [json.dumps(record)] + [None] * (rows - 1) if record else [None] * rows
+    return (
+        pa.Table.from_batches([batch])
+        .append_column(FILE, pa.array(np.full(rows, index, dtype=np.int32)))
+        .append_column(ROW, pa.array(np.arange(first_row, first_row + rows)))
+        .append_column(READ, pa.array(read, pa.string()))
+    )
 
 
 class Predictor:
     """One Ray worker: a `Classifier` on its own threads (or GPU), called once per batch.
-
-    `ordered`: batches come from the driver (row index, joined raw text, class index of the
-    label) and the answer is the row index and the class probabilities. Otherwise batches are
-    whole rows from Ray's readers and the answer is those rows with the prediction columns
-    added, as the local engine writes them.
-    """
+    `parts`: the folder to write part files into (the part-file path); None: the batch comes
+    back with the prediction columns, for the driver to write in order."""
 
     def __init__(
-        self, export: str, config: ClassifierConfig, plan: OutputPlan, tally: Any, ordered: bool
+        self,
+        export: str,
+        config: ClassifierConfig,
+        plan: OutputPlan,
+        parts: str | None,
+        part_format: str,
+        schema: Any,
     ) -> None:
         import ray
 
         self.classifier = Classifier(Path(export), config)
-        self.plan = plan
-        self.tally = tally
-        self.ordered = ordered
+        self.preparer = self.classifier.preparer(plan.text_columns)
+        self.plan, self.parts, self.part_format = plan, parts, part_format
+        self.schema = plan.output_schema(schema)
         context = ray.get_runtime_context()
         self.worker = context.get_actor_id() or f"pid-{os.getpid()}"
         self.node = context.get_node_id()
-        ray.get(tally.hello.remote(self.classifier.info().to_dict()))
+        self.introduced = False
 
-    def __call__(self, batch: Any) -> Any:
+    def __call__(self, table: Any) -> Any:
         import pyarrow as pa
-        import ray
 
-        started = time.perf_counter()
+        batch = table.combine_chunks().to_batches()[0]
+        rows = batch.select(self.plan.input_columns)
+        prepared = self.preparer(rows)
+        stats, started = BatchStats(), time.perf_counter()
+        probabilities = self.classifier.probabilities(prepared.encoded, stats)
+        figures = ChunkFigures(
+            tokens=prepared.encoded.tokens,
+            empty_rows=prepared.empty_rows,
+            padded_tokens=stats.padded_tokens,
+            latencies_ms=stats.latencies_ms,
+            prepare_s=prepared.busy_s,
+            inference_s=time.perf_counter() - started,
+        )
+        output = self.plan.annotate(rows, probabilities)
+        record: dict[str, Any] = {
+            "worker": [self.worker, self.node, os.getpid()],
+            "rows": batch.num_rows,
+            "figures": asdict(figures),
+            "read": [json.loads(r) for r in batch.column(READ).to_pylist() if r is not None],
+        }
+        if not self.introduced:
+            record["info"], self.introduced = self.classifier.info().to_dict(), True
+        if self.parts is None:
+            stats_column = [json.dumps(record)] + [None] * (batch.num_rows - 1)
+            return pa.Table.from_batches([output]).append_column(
+                STATS, pa.array(stats_column, pa.string())
+            )
+        # A part file per batch, named by its first row's file and row: names sort in input
+        # order.
+        file, row = batch.column(FILE)[0].as_py(), batch.column(ROW)[0].as_py()
+        name = f"part-{file:05d}-{row:012d}.{self.part_format}"
         evaluation = Evaluation(self.plan.label_names, self.plan.min_confidence)
-        if self.ordered:
-            first_row = int(batch.column(ROW)[0].as_py()) if batch.num_rows else 0
-            pre = self.plan.preprocessing
-            raw = [[text] for text in batch.column(TEXT).to_pylist()]
-            texts = prepare_texts(raw, clean=pre.clean, separator=pre.text_separator)
-            truth = batch.column(TRUTH).to_numpy().astype(np.int64)
-        else:
-            first_row, rows = 0, batch.to_pylist()
-            texts = self.plan.texts(rows)
-            truth = (
-                evaluation.match(self.plan.label_values(rows))
-                if self.plan.label_column
-                else np.full(len(rows), NO_LABEL, dtype=np.int64)
-            )
-        encoded = self.classifier.encode(texts)
-        tokenized = time.perf_counter()
-        stats = BatchStats()
-        probabilities = self.classifier.probabilities(encoded, stats)
-        inferred = time.perf_counter()
-        # The columns as the driver (ordered) or this actor (otherwise) writes them.
-        added: list[dict[str, Any]] = [{} for _ in texts]
-        predictions = (
-            self.plan.predictions(probabilities)
-            if self.ordered
-            else self.plan.annotate(added, probabilities)
-        )
-        evaluation.add(truth, predictions.predicted, predictions.confidence, texts, first_row)
-        counts = RunCounts()
-        counts.add(texts, encoded.tokens, stats)
-        worker = WorkerStats(
-            self.worker,
-            self.node,
-            os.getpid(),
-            1,
-            len(texts),
-            encoded.tokens,
-            inferred - started,
-        )
-        ray.get(
-            self.tally.add.remote(
-                worker, counts, evaluation, tokenized - started, inferred - tokenized
-            )
-        )
-        if self.ordered:
-            answer = {ROW: batch.column(ROW)}
-            for j in range(probabilities.shape[1]):
-                answer[probability_column(j)] = pa.array(probabilities[:, j])
-            return pa.table(answer)
-        for name in self.plan.added_columns:
-            batch = batch.append_column(name, pa.array([row[name] for row in added]))
-        return batch
+        started = time.perf_counter()
+        with AtomicTableWriter(str(Path(self.parts) / name), self.part_format, self.schema) as w:
+            ResultWriter(self.plan, w, None, evaluation, RunCounts()).write(output, figures, row)
+        record |= {"evaluation": evaluation.to_dict(), "write_s": time.perf_counter() - started}
+        return pa.table({STATS: [json.dumps(record)]})

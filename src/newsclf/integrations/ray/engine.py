@@ -1,40 +1,34 @@
 """`newsclf classify --engine ray`: the local engine's pipeline on Ray Data, one machine or many.
 
-Every worker is an actor holding one `Classifier` of the export folder (the same cleaning,
-tokenization, batching, variant and provider rules), with ONNX Runtime's threads set explicitly
-(Ray sets `OMP_NUM_THREADS` to an actor's CPUs) and, on CUDA, one GPU per actor. The export
-folder must be readable at the same path on every node. The output plan, the evaluation, the
-counts and the result are the local engine's (`newsclf.inference`); what is Ray's here is the
-actors, the readers and the writers. Two ways through, chosen by the output:
+Ray tasks read the inputs with newsclf's own reader (a file per task; errors name the file and
+line, `--on-error skip` records them); actors (`Predictor`, one `Classifier` each, ONNX
+Runtime's threads set explicitly, one GPU each on CUDA) prepare, classify and add the
+prediction columns, batch by batch, exactly as the local engine does. The export folder and
+the inputs must be readable at the same paths on every node. Two ways out, chosen by the
+output:
 
-* One output file (`--output FILE.ext`, or beside a single input file): every row once, in
-  input order. The driver reads local files with newsclf's `TableReader` (errors name the file
-  and line; `--on-error skip` works), sends only the row index, the joined raw text and the
-  label's class to Ray's object store, and, as the answers come back in order, reads the rows
-  again and writes them: the full rows never travel, and no value is re-typed by Arrow. URL
-  inputs (s3://, ...) are read by Ray's readers on this path, without line numbers.
-* A folder (`--output DIR/`): Ray's readers and writers, part files in Ray's block order,
-  staged and renamed into place at the end. Nothing passes through the driver.
+* One output file (`--output FILE.ext`, or beside a single input file): the batches come back
+  in input order and the driver writes them with the local engine's writer stage.
+* A folder (`--output DIR/`): each actor writes its batches as part files (named so that they
+  sort in input order), staged and renamed into place at the end; only a small record per
+  batch reaches the driver.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-import math
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from newsclf.artifacts import ExportFolder
 from newsclf.errors import InputError, NewsclfError
 from newsclf.inference import (
-    NEEDS_REVIEW_COLUMN,
+    ChunkFigures,
     ClassifierConfig,
     ClassifierInfo,
     ClassifyConfig,
@@ -42,18 +36,17 @@ from newsclf.inference import (
     Evaluation,
     OutputPlan,
     ProgressCallback,
+    ResultWriter,
+    RunCounts,
     StageTimes,
     output_target,
     review_target,
 )
 from newsclf.integrations.ray.actors import (
-    ROW,
-    TEXT,
-    TRUTH,
+    STATS,
     Predictor,
-    Tally,
     WorkerStats,
-    probability_column,
+    read_files,
 )
 from newsclf.integrations.ray.config import RayConfig
 from newsclf.io import (
@@ -62,17 +55,11 @@ from newsclf.io import (
     SkippedLine,
     TableReader,
     atomic_directory,
-    delimiter_for,
-    detect_format,
     is_url,
-    join_columns,
     table_files,
 )
 
 INSTALL_HINT = "--engine ray needs Ray: pip install 'newsclf[ray]' (or 'ray[data]>=2.40')."
-# CPUs Ray's read and write tasks ask for: none, so that actors holding every CPU of a small
-# cluster do not leave them waiting forever (they parse and write; the actors do the work).
-_IO = {"num_cpus": 0}
 
 
 @dataclass
@@ -114,10 +101,10 @@ def classify_with_ray(
         config: how rows are read and written, as for the local engine.
         ray_config: cluster address, workers, threads per worker.
         output: one output file (every row once, in input order; format by extension), or a
-            folder ending in `/` (or an existing one) for Ray's part files.
+            folder ending in `/` (or an existing one) for part files.
         review_output: also write the rows under `config.min_confidence` to this file (one
             output file only: not with part files).
-        progress: called after each written batch with (rows done, units done, units total).
+        progress: called after each written batch with (rows done, rows done, None).
 
     Raises:
         InputError: Ray missing; the input missing or malformed; an option that the Ray
@@ -132,6 +119,8 @@ def classify_with_ray(
         raise InputError(
             "--threads is the local engine's; with --engine ray use --threads-per-worker."
         )
+    if config.prepare_workers is not None:
+        raise InputError("--prepare-workers is the local engine's; Ray's actors prepare.")
     ray = _import_ray()
     folder = ExportFolder.load(export)  # a bad folder fails here, before any cluster starts
     if str(input) == STDIN:
@@ -155,20 +144,21 @@ def classify_with_ray(
             "--review-output needs one output file (--output FILE.ext); with part files, "
             "select the rows whose needs_review is true from them."
         )
-    if config.on_error == "skip" and (to_folder or any(is_url(p) for p in inputs)):
-        raise InputError(
-            "--on-error skip needs newsclf's line-numbered reader: local files with --output "
-            "FILE.ext (Ray's readers, for URLs and --output DIR/, stop at a bad row)."
-        )
+    first = TableReader(inputs[0], config.format, on_error=config.on_error)
+    plan = OutputPlan.for_input(
+        first.columns,
+        first.name,
+        label_names=folder.label_names,
+        preprocessing=folder.preprocessing,
+        config=config,
+    )
     started = time.perf_counter()
     owns_cluster = _connect(ray, ray_config.address)
     startup_s = time.perf_counter() - started
     try:
-        run = _Run(ray, folder, classifier, config, ray_config, startup_s)
+        run = _Run(ray, folder, classifier, config, ray_config, startup_s, plan, first)
         if to_folder:
             return run.to_parts(inputs, Path(output))  # type: ignore[arg-type]
-        if any(is_url(p) for p in inputs):
-            return run.ordered_from_ray_reader(inputs, str(output), review_output, progress)
         return run.ordered(inputs, output, review_output, progress)
     finally:
         if owns_cluster:
@@ -218,7 +208,7 @@ def _newsclf_error(exc: BaseException) -> NewsclfError:
 
 
 class _Run:
-    """One run on a connected cluster: the tally, the actors, the ways through."""
+    """One run on a connected cluster: the dataset, the ways out, the figures gathered."""
 
     def __init__(
         self,
@@ -228,67 +218,96 @@ class _Run:
         config: ClassifyConfig,
         ray_config: RayConfig,
         startup_s: float,
+        plan: OutputPlan,
+        first: TableReader,
     ) -> None:
-        from ray.data import DataContext
-
         self.ray, self.folder, self.config, self.ray_config = ray, folder, config, ray_config
-        self.startup_s = startup_s
+        self.plan, self.first, self.startup_s = plan, first, startup_s
         self.started = time.perf_counter()
-        self.stages = StageTimes(overlapped=True)
-        self.skipped: list[SkippedLine] = []
         self.evaluation = Evaluation(folder.label_names, config.min_confidence)
+        self.counts = RunCounts()
+        self.skipped: list[SkippedLine] = []
+        self.workers: dict[str, WorkerStats] = {}
+        self.info: dict[str, Any] | None = None
         gpus = int(ray.cluster_resources().get("GPU", 0))
         self.gpus_per_worker = int(
             classifier.device == "cuda" or (classifier.device == "auto" and gpus > 0)
         )
         self.classifier = replace(classifier, threads=ray_config.threads_per_worker)
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.workers = ray_config.workers or (
+        self.actors = ray_config.workers or (
             max(1, gpus) if self.gpus_per_worker else max(1, cpus // ray_config.threads_per_worker)
         )
-        self.tally = ray.remote(num_cpus=0)(Tally).remote(folder.label_names, config.min_confidence)
+        self.stages = StageTimes(
+            prepare_pool="ray", prepare_workers=self.actors, inference_workers=self.actors
+        )
         logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+    def dataset(self, inputs: list[str], parts: Path | None, part_format: str) -> Any:
+        """The inputs read by Ray tasks, then classified by the actors."""
+        import ray.data
+        from ray.data import ActorPoolStrategy, DataContext
+
         context = DataContext.get_current()
-        context.execution_options.preserve_order = True
+        context.execution_options.preserve_order = parts is None
         context.enable_progress_bars = False
         context.print_on_execution_start = False
-
-    def plan(self, columns: list[str], where: str) -> OutputPlan:
-        return OutputPlan.for_input(
-            columns,
-            where,
-            label_names=self.folder.label_names,
-            preprocessing=self.folder.preprocessing,
-            config=self.config,
-        )
-
-    def predict(self, dataset: Any, plan: OutputPlan, *, ordered: bool) -> Any:
-        from ray.data import ActorPoolStrategy
-
-        return dataset.map_batches(
-            Predictor,
+        schema = self.first.schema()
+        items = [{"path": path, "index": i} for i, path in enumerate(inputs)]
+        read = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            read_files,
+            batch_size=1,
             batch_format="pyarrow",
-            # Ordered: the driver's blocks are the batches (merging them would starve actors).
-            batch_size=None if ordered else self.ray_config.batch_rows,
+            fn_kwargs={
+                "format": self.config.format,
+                "on_error": self.config.on_error,
+                "rows": self.ray_config.batch_rows,
+                "schema": schema,
+            },
+            # No CPU asked: the actors may hold every CPU of a small cluster.
+            num_cpus=0,
+        )
+        return read.map_batches(
+            Predictor,
+            batch_size=None,
+            batch_format="pyarrow",
             fn_constructor_kwargs={
                 "export": str(self.folder.path.resolve()),
                 "config": self.classifier,
-                "plan": plan,
-                "tally": self.tally,
-                "ordered": ordered,
+                "plan": self.plan,
+                "parts": None if parts is None else str(parts),
+                "part_format": part_format,
+                "schema": schema,
             },
-            compute=ActorPoolStrategy(size=self.workers),
+            compute=ActorPoolStrategy(size=self.actors),
             num_cpus=self.ray_config.threads_per_worker,
             num_gpus=self.gpus_per_worker,
         )
 
-    def batches(self, dataset: Any) -> Iterator[Any]:
+    def tables(self, dataset: Any) -> Any:
         try:
             yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
         except Exception as exc:
             raise _newsclf_error(exc) from None
 
-    # -- one ordered output file from local files: newsclf reads, Ray classifies ------------
+    def gather(self, record: dict[str, Any]) -> ChunkFigures:
+        """Take in one batch's record from an actor: the worker's figures, the reader's."""
+        if "info" in record:
+            self.info = self.info or record["info"]
+        figures = ChunkFigures(**record["figures"])
+        worker, node, pid = record["worker"]
+        seen = self.workers.get(worker) or WorkerStats(worker, node, pid, 0, 0, 0, 0.0)
+        busy = figures.prepare_s + figures.inference_s
+        self.workers[worker] = WorkerStats(
+            worker, node, pid, seen.batches + 1, seen.rows + record["rows"],
+            seen.tokens + figures.tokens, seen.busy_s + busy,
+        )  # fmt: skip
+        self.stages.prepare_s += figures.prepare_s
+        self.stages.inference_s += figures.inference_s
+        for read in record["read"]:
+            self.stages.read_s += read["read_s"]
+            self.skipped += [SkippedLine(line, reason) for line, reason in read["skipped"]]
+        return figures
 
     def ordered(
         self,
@@ -297,272 +316,80 @@ class _Run:
         review_output: str | Path | None,
         progress: ProgressCallback | None,
     ) -> RayClassifyResult:
-        first = TableReader(inputs[0], self.config.format, on_error=self.config.on_error)
-        plan = self.plan(first.columns, first.name)
-        target, out_format = output_target(inputs[0], output, first.format)
-        if any(Path(target).resolve() == Path(p).resolve() for p in inputs[1:]):
+        target, out_format = output_target(inputs[0], output, self.first.format or "csv")
+        if any(Path(target).resolve() == Path(p).resolve() for p in inputs if not is_url(p)):
             raise InputError(f"--output {target} is an input file; choose another path.")
         review = review_target(review_output, self.config.min_confidence, inputs, target)
-        refs, rows = [], 0
-        for reader in self.readers(inputs, first, plan):  # pass 1: only what workers need
-            for chunk in self.stages.timed_reads(reader.iter_chunks(self.ray_config.batch_rows)):
-                texts = [
-                    join_columns(
-                        [row.get(c) for c in plan.text_columns], plan.preprocessing.text_separator
-                    )
-                    for row in chunk.rows
-                ]
-                truth = (
-                    self.evaluation.match(plan.label_values(chunk.rows))
-                    if plan.label_column
-                    else np.full(len(texts), -1, dtype=np.int64)
-                )
-                refs.append(self.ray.put(_driver_batch(rows, texts, truth)))
-                rows += len(chunk)
-            self.skipped += _named_skips(reader, len(inputs))
-        if rows == 0:
-            raise InputError(
-                f"{first.name}: "
-                + (
-                    "every row was malformed and skipped."
-                    if self.skipped
-                    else "the file has a header but no rows."
-                )
-            )
-        if len(refs) < self.workers * 4:
-            # A small input makes few blocks: cut it into smaller ones, in order, so that every
-            # actor gets work (Ray's repartition would need CPUs the actors hold).
-            import pyarrow as pa
-
-            table, size = pa.concat_tables(self.ray.get(refs)), math.ceil(rows / (self.workers * 4))
-            refs = [self.ray.put(table.slice(i, size)) for i in range(0, rows, size)]
-        from ray.data import from_arrow_refs
-
-        answers = _Answers(self.batches(self.predict(from_arrow_refs(refs), plan, ordered=True)))
-        done = 0
-        schema = plan.output_schema(first.schema())
+        schema = self.plan.output_schema(self.first.schema())
         with (
-            AtomicTableWriter(target, out_format, plan.output_columns, schema) as writer,
-            _review_writer(review, plan, schema) as review_writer,
+            AtomicTableWriter(target, out_format, schema) as writer,
+            (
+                AtomicTableWriter(review[0], review[1], schema)
+                if review
+                else contextlib.nullcontext()
+            ) as review_writer,
         ):
-            for reader in self.readers(inputs, None, plan):  # pass 2: the rows, in step
-                for chunk in self.stages.timed_reads(reader.iter_chunks(self.config.chunk_rows)):
-                    with self.stages.timing("write"):
-                        index, probabilities = answers.take(len(chunk))
-                        if index[0] != done or index[-1] != done + len(chunk) - 1:
-                            raise NewsclfError(
-                                f"{reader.name}: Ray returned rows out of order; "
-                                "nothing was written."
-                            )
-                        flags = plan.annotate(chunk.rows, probabilities).needs_review
-                        writer.write_rows(chunk.rows)
-                        if review_writer is not None:
-                            review_writer.write_rows(
-                                [r for r, f in zip(chunk.rows, flags, strict=True) if f]
-                            )
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, done, rows)
-            if done != rows or not answers.exhausted():
-                raise NewsclfError(
-                    f"{done} rows read again but {rows} classified: did an input "
-                    "file change while it was read? Nothing was written."
-                )
-        name = ",".join(inputs) if len(inputs) > 1 else first.name
-        return self.result(name, str(target), plan, review)
-
-    def readers(
-        self, inputs: list[str], first: TableReader | None, plan: OutputPlan
-    ) -> Iterator[TableReader]:
-        """A reader per input file; each must have the columns the plan was made for."""
-        for index, path in enumerate(inputs):
-            with self.stages.timing("read"):
-                reader = (
-                    first
-                    if index == 0 and first is not None
-                    else TableReader(path, self.config.format, on_error=self.config.on_error)
-                )
-            # JSONL keys may come in another order; the output writes them by name.
-            same = (
-                set(reader.columns) == set(plan.input_columns)
-                if reader.format == "jsonl"
-                else reader.columns == plan.input_columns
-            )
-            if not same:
-                raise InputError(
-                    f"{reader.name}: its columns ({', '.join(reader.columns)}) differ from "
-                    f"{inputs[0]}'s ({', '.join(plan.input_columns)}); one output needs one set "
-                    "of columns."
-                )
-            yield reader
-
-    # -- Ray's readers: URLs to one ordered file, anything to part files ---------------------
-
-    def read(self, inputs: list[str]) -> tuple[Any, str, OutputPlan]:
-        import pyarrow.csv as pacsv
-        import ray.data
-
-        fmt = detect_format(inputs[0], self.config.format)
-        paths = inputs[0] if len(inputs) == 1 else inputs
-        try:
-            if fmt == "parquet":
-                dataset = ray.data.read_parquet(paths, **_IO)
-            elif fmt == "jsonl":
-                dataset = ray.data.read_json(paths, lines=True, file_extensions=None, **_IO)
-            else:
-                options = pacsv.ParseOptions(delimiter=delimiter_for(fmt))
-                dataset = ray.data.read_csv(paths, parse_options=options, **_IO)
-            schema = dataset.schema()
-        except Exception as exc:
-            raise InputError(f"{inputs[0]}: Ray cannot read it ({_newsclf_error(exc)}).") from None
-        if schema is None:
-            raise InputError(f"{inputs[0]}: no rows.")
-        return dataset, fmt, self.plan(list(schema.names), inputs[0])
-
-    def ordered_from_ray_reader(
-        self,
-        inputs: list[str],
-        target: str,
-        review_output: str | Path | None,
-        progress: ProgressCallback | None,
-    ) -> RayClassifyResult:
-        dataset, _, plan = self.read(inputs)
-        review = review_target(review_output, self.config.min_confidence, inputs, target)
-        rows = 0
-        with (
-            AtomicTableWriter(target, detect_format(target), plan.output_columns) as writer,
-            _review_writer(review, plan, None) as review_writer,
-        ):
-            for batch in self.batches(self.predict(dataset, plan, ordered=False)):
+            sink = ResultWriter(self.plan, writer, review_writer, self.evaluation, self.counts)
+            for table in self.tables(self.dataset(inputs, None, out_format)):
+                records = [json.loads(r) for r in table.column(STATS).to_pylist() if r]
+                figures = [self.gather(r) for r in records]
+                rows = table.drop_columns([STATS]).combine_chunks()
                 with self.stages.timing("write"):
-                    batch_rows = batch.to_pylist()
-                    writer.write_rows(batch_rows)
-                    if review_writer is not None:
-                        review_writer.write_rows([r for r in batch_rows if r[NEEDS_REVIEW_COLUMN]])
-                rows += batch.num_rows
+                    for batch in rows.to_batches():
+                        sink.write(batch, _sum(figures))
+                        figures = []
                 if progress is not None:
-                    progress(rows, rows, None)
-            if rows == 0:
+                    progress(self.counts.rows, self.counts.rows, None)
+            if self.counts.rows == 0:
                 raise InputError(f"{inputs[0]}: no rows.")
-        return self.result(inputs[0], target, plan, review)
+        name = ",".join(inputs) if len(inputs) > 1 else self.first.name
+        return self.result(name, str(target), review)
 
     def to_parts(self, inputs: list[str], output: Path) -> RayClassifyResult:
-        import pyarrow.csv as pacsv
-
-        dataset, fmt, plan = self.read(inputs)
         if any(Path(p).resolve().is_relative_to(output.resolve()) for p in inputs if not is_url(p)):
             raise InputError(f"--output {output} holds input files; choose another folder.")
-        predicted = self.predict(dataset, plan, ordered=False)
-        with self.stages.timing("write"), atomic_directory(output) as staging:
-            try:
-                if fmt == "parquet":
-                    predicted.write_parquet(str(staging), ray_remote_args=_IO)
-                elif fmt == "jsonl":
-                    predicted.write_json(str(staging), ray_remote_args=_IO, force_ascii=False)
-                else:
-                    # Built inside the function: WriteOptions do not pickle to Ray's tasks.
-                    delimiter = delimiter_for(fmt)
-                    predicted.write_csv(
-                        str(staging),
-                        ray_remote_args=_IO,
-                        arrow_csv_args_fn=lambda: {
-                            "write_options": pacsv.WriteOptions(delimiter=delimiter)
-                        },
-                    )
-            except Exception as exc:
-                raise _newsclf_error(exc) from None
+        part_format = self.first.format or "csv"
+        with atomic_directory(output) as staging:
+            for table in self.tables(self.dataset(inputs, staging, part_format)):
+                for text in table.column(STATS).to_pylist():
+                    record = json.loads(text)
+                    self.counts.add(record["rows"], self.gather(record))
+                    self.evaluation.merge(Evaluation.from_dict(record["evaluation"]))
+                    self.stages.write_s += record["write_s"]
             parts = sorted(p.name for p in staging.iterdir() if p.is_file())
-            if self.ray.get(self.tally.summary.remote())["counts"].rows == 0:
+            if self.counts.rows == 0:
                 raise InputError(f"{inputs[0]}: no rows.")
-        result = self.result(inputs[0], str(output) + os.sep, plan)
+        result = self.result(inputs[0], str(output) + os.sep)
         result.part_files = [str(output / p) for p in parts]
         return result
 
     def result(
-        self,
-        input: str,
-        output: str,
-        plan: OutputPlan,
-        review: tuple[str, str] | None = None,
+        self, input: str, output: str, review: tuple[str, str] | None = None
     ) -> RayClassifyResult:
-        tally = self.ray.get(self.tally.summary.remote())
-        if tally["info"] is None:
+        if self.info is None:
             raise NewsclfError("No Ray worker reported: nothing was classified.")
-        self.stages.tokenize_s, self.stages.inference_s = (
-            tally["stages"].tokenize_s,
-            tally["stages"].inference_s,
-        )
-        self.evaluation.merge(tally["evaluation"])
         return RayClassifyResult.of(
             input,
             output,
-            tally["counts"],
+            self.counts,
             self.stages,
-            ClassifierInfo(**tally["info"]),
+            ClassifierInfo(**self.info),
             self.evaluation,
             skipped=self.skipped,
             wall_s=time.perf_counter() - self.started,
             ray_address=self.ray.get_runtime_context().gcs_address,
             startup_s=self.startup_s,
-            workers=sorted(tally["workers"].values(), key=lambda w: -w.rows),
+            workers=sorted(self.workers.values(), key=lambda w: -w.rows),
             review_output=review[0] if review is not None else None,
         )
 
 
-def _review_writer(
-    review: tuple[str, str] | None, plan: OutputPlan, schema: Any
-) -> contextlib.AbstractContextManager[AtomicTableWriter | None]:
-    """The writer of the review file (the output's columns), or nothing without one."""
-    if review is None:
-        return contextlib.nullcontext()
-    return AtomicTableWriter(review[0], review[1], plan.output_columns, schema)
-
-
-def _driver_batch(first_row: int, texts: list[str], truth: np.ndarray) -> Any:
-    import pyarrow as pa
-
-    rows = np.arange(first_row, first_row + len(texts), dtype=np.int64)
-    return pa.table({ROW: rows, TEXT: pa.array(texts, type=pa.string()), TRUTH: truth})
-
-
-def _named_skips(reader: TableReader, files: int) -> list[SkippedLine]:
-    if files == 1:
-        return list(reader.skipped)
-    return [SkippedLine(s.line, f"{reader.name}: {s.reason}") for s in reader.skipped]
-
-
-class _Answers:
-    """The actors' answers (row index, probabilities), in order, a chunk of rows at a time."""
-
-    def __init__(self, batches: Iterator[Any]) -> None:
-        self.batches = batches
-        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
-        self.buffered = 0
-
-    def _pull(self) -> bool:
-        batch = next(self.batches, None)
-        if batch is None:
-            return False
-        if batch.num_rows:
-            columns = [c for c in batch.column_names if c != ROW]
-            probabilities = np.column_stack(
-                [batch.column(probability_column(j)).to_numpy() for j in range(len(columns))]
-            ).astype(np.float32)
-            self.pending.append((batch.column(ROW).to_numpy(), probabilities))
-            self.buffered += batch.num_rows
-        return True
-
-    def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        while self.buffered < n:
-            if not self._pull():
-                raise NewsclfError("Ray returned fewer rows than were sent; nothing was written.")
-        rows, probabilities = (np.concatenate(p) for p in zip(*self.pending, strict=True))
-        self.pending = [(rows[n:], probabilities[n:])] if len(rows) > n else []
-        self.buffered -= n
-        return rows[:n], probabilities[:n]
-
-    def exhausted(self) -> bool:
-        """Whether every answer was taken (reading on through empty batches)."""
-        while self.buffered == 0 and self._pull():
-            pass
-        return self.buffered == 0
+def _sum(figures: list[ChunkFigures]) -> ChunkFigures:
+    """The figures of several batches as one (counts and latencies; seconds are gathered)."""
+    total = ChunkFigures(tokens=0, empty_rows=0)
+    for f in figures:
+        total.tokens += f.tokens
+        total.empty_rows += f.empty_rows
+        total.padded_tokens += f.padded_tokens
+        total.latencies_ms += f.latencies_ms
+    return total

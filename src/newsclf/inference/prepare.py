@@ -1,0 +1,302 @@
+"""Preparing chunks of rows for inference: the text columns joined and cleaned as the model was
+trained (`model_texts`), then tokenized into flat id buffers (`TextEncoder`).
+
+`PreparePool` runs it beside inference, in the input's order, with a bounded number of chunks
+in flight: in turn (by the inference thread), in threads (where the work releases the GIL:
+Arrow and the Rust tokenizer), or in processes (where it does not: cleaning is Python, one row
+at a time). A reader thread reads the chunks and hands them to the pool. This module stays
+light (no torch, no ONNX Runtime): worker processes import it.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+
+from newsclf.environment import cpu_cores
+from newsclf.errors import NewsclfError
+from newsclf.io import model_texts
+
+_IDS = attrgetter("ids")
+
+
+@dataclass
+class Encoded:
+    """Token ids of texts, unpadded: every row's ids one after another in one flat buffer,
+    and each row's length."""
+
+    ids: np.ndarray
+    lengths: np.ndarray
+
+    @property
+    def tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Where each row's ids start in `ids`."""
+        return np.concatenate(([0], np.cumsum(self.lengths, dtype=np.int64)[:-1]))
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+class TextEncoder:
+    """The model's tokenizer as classify uses it: no padding (batches pad themselves),
+    truncation at the model's max length, special tokens as trained. Picklable (it travels as
+    the tokenizer's JSON), so that worker processes tokenize exactly as this process does."""
+
+    def __init__(self, tokenizer_json: str, max_length: int) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer_json = tokenizer_json
+        self.max_length = max_length
+        self._tokenizer = Tokenizer.from_str(tokenizer_json)
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TextEncoder, (self.tokenizer_json, self.max_length))
+
+    def encode(self, texts: Sequence[str]) -> Encoded:
+        """Token ids of (already prepared) texts."""
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = list(map(_IDS, encodings))
+        lengths = np.fromiter(map(len, ids), dtype=np.int32, count=len(ids))
+        flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
+        return Encoded(flat, lengths)
+
+
+@dataclass
+class PreparedChunk:
+    """A chunk's token ids, its rows with empty text, and the seconds preparing took."""
+
+    encoded: Encoded
+    empty_rows: int
+    busy_s: float
+
+
+@dataclass(frozen=True)
+class Preparer:
+    """From a record batch to its token ids, as the model was trained: `text_columns` joined
+    by `separator`, cleaned when `clean`, tokenized by `encoder`."""
+
+    text_columns: tuple[str, ...]
+    clean: bool
+    separator: str
+    encoder: TextEncoder
+
+    def __call__(self, batch: Any) -> PreparedChunk:
+        import pyarrow.compute as pc
+
+        started = time.perf_counter()
+        texts = model_texts(batch, self.text_columns, clean=self.clean, separator=self.separator)
+        empty = int(pc.sum(pc.equal(texts, "")).as_py() or 0)
+        encoded = self.encoder.encode(texts.to_pylist())
+        return PreparedChunk(encoded, empty, time.perf_counter() - started)
+
+
+def pool_plan(
+    device: str, inference_threads: int, clean: bool, workers: int | None
+) -> tuple[str, int]:
+    """(kind, workers) of the preparing pool. `workers` None: on CUDA every core but two
+    (the GPU needs one to feed it, the writer one); on the CPU one thread where inference
+    leaves a core free, else none (inference uses every core; a pool would only compete with
+    it). Processes where the work holds the GIL (cleaning) and there are several workers."""
+    if workers is None and device == "cuda":
+        workers = max(1, cpu_cores() - 2)
+    elif workers is None:
+        workers = 1 if inference_threads < cpu_cores() else 0
+    if workers == 0:
+        return "in turn", 1
+    return ("processes" if clean and workers > 1 else "threads"), workers
+
+
+class PreparePool:
+    """Runs a `Preparer` over a stream of record batches (`run`), in order. Use as a context
+    manager: leaving it stops the reader thread and the workers (a Ctrl-C in the middle of a
+    run stops them within seconds)."""
+
+    def __init__(self, preparer: Preparer, kind: str, workers: int) -> None:
+        self.preparer, self.kind, self.workers = preparer, kind, workers
+        self.read_s = 0.0
+        self.prepare_s = 0.0
+        self._executor: Executor | None = None
+        self._known: dict[int, Any] = {}
+
+    def __enter__(self) -> PreparePool:
+        if self.kind == "threads":
+            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="newsclf-prepare")
+        elif self.kind == "processes":
+            import multiprocessing
+
+            self._executor = ProcessPoolExecutor(
+                self.workers,
+                # Not fork: this process holds threads (ONNX Runtime's, the reader's).
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(self.preparer, os.getpid()),
+            )
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        if exc_type is None:
+            executor.shutdown(wait=True)  # every chunk was taken: the workers just leave
+            return
+        # Workers ignore SIGINT and SIGTERM (this process handles them): stop them here, then
+        # let the pool's manager thread see them gone and end before this process does.
+        for process in processes:
+            process.kill()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+    def run(self, batches: Iterator[Any]) -> Iterator[tuple[Any, PreparedChunk]]:
+        """(batch, its prepared chunk) for each batch of `batches`, in their order."""
+        if self._executor is None:
+            return self._in_turn(batches)
+        return self._pooled(batches, self._executor)
+
+    def _in_turn(self, batches: Iterator[Any]) -> Iterator[tuple[Any, PreparedChunk]]:
+        while True:
+            started = time.perf_counter()
+            batch = next(batches, None)
+            self.read_s += time.perf_counter() - started
+            if batch is None:
+                return
+            prepared = self.preparer(batch)
+            self.prepare_s += prepared.busy_s
+            yield batch, prepared
+
+    def _pooled(
+        self, batches: Iterator[Any], executor: Executor
+    ) -> Iterator[tuple[Any, PreparedChunk]]:
+        window: queue.Queue[Any] = queue.Queue(maxsize=2 * self.workers)
+        stop = threading.Event()
+        columns = list(self.preparer.text_columns)
+        in_process = isinstance(executor, ProcessPoolExecutor)
+
+        def read() -> None:
+            try:
+                while not stop.is_set():
+                    started = time.perf_counter()
+                    batch = next(batches, None)
+                    self.read_s += time.perf_counter() - started
+                    if batch is None:
+                        break
+                    # Processes get only the text columns (the rest stays here for writing).
+                    future = (
+                        executor.submit(_prepare_in_worker, batch.select(columns))
+                        if in_process
+                        else executor.submit(self.preparer, batch)
+                    )
+                    _put(window, (batch, future), stop)
+                _put(window, _END, stop)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                _put(window, _Failed(exc), stop)
+
+        reader = threading.Thread(target=read, name="newsclf-read", daemon=True)
+        reader.start()
+        try:
+            while True:
+                item = window.get()
+                if item is _END:
+                    return
+                if isinstance(item, _Failed):
+                    raise item.error
+                batch, future = item
+                prepared = self._result(future)
+                self.prepare_s += prepared.busy_s
+                yield batch, prepared
+        finally:
+            stop.set()
+            while not window.empty():
+                item = window.get_nowait()
+                if isinstance(item, tuple):
+                    item[1].cancel()
+            reader.join(5)
+
+    def _result(self, future: Future[PreparedChunk]) -> PreparedChunk:
+        executor = self._executor
+        self._known.update(getattr(executor, "_processes", None) or {})
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise NewsclfError(self._death()) from None
+
+    def _death(self) -> str:
+        """Which worker died, and how (a SIGKILL is most often the out-of-memory killer)."""
+        time.sleep(0.2)  # the pool's manager thread reaps the dead worker
+        dead = []
+        # The others ignore the SIGTERM the pool sends them: only the dead have an exit code.
+        for pid, process in self._known.items():
+            code = process.exitcode
+            if code is None:
+                continue
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            dead.append(f"pid {pid}, {how}")
+        named = "; ".join(dead) if dead else "a worker"
+        return (
+            f"A preparing worker process died ({named}); it may have run out of memory. "
+            "Nothing was written. Try fewer --prepare-workers or a smaller --chunk-rows."
+        )
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def _put(window: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    """Put `item`, unless the consumer has stopped."""
+    while not stop.is_set():
+        try:
+            window.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+# -- in a worker process ---------------------------------------------------------------------
+
+_PREPARER: Preparer | None = None
+
+
+def _start_worker(preparer: Preparer, parent: int) -> None:
+    global _PREPARER
+    # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # One tokenizer thread per worker: the pool is the parallelism.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _PREPARER = preparer
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when the parent is gone (killed with -9, say): never an orphan."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _prepare_in_worker(batch: Any) -> PreparedChunk:
+    assert _PREPARER is not None
+    return _PREPARER(batch)
