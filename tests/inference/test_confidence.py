@@ -234,6 +234,7 @@ def test_partial_evaluations_merge_into_the_one_pass_figures() -> None:
     confidence = np.round(rng.uniform(1 / 3, 1, n), 6)
     texts = [f"text {i}" for i in range(n)]
     whole = Evaluation(names, min_confidence=0.7)
+
     def texts_of(start: int):  # type: ignore[no-untyped-def]
         return lambda rows: [texts[start + i] for i in rows]
 

@@ -161,12 +161,7 @@ def _summary(result: ClassifyResult) -> str:
         "processes: the one busy nearly all of its time is the one that held the run back.</p>"
     )
     return (
-        "<section><h2>Run</h2>"
-        + _kv(pairs)
-        + "<h3>Stages</h3>"
-        + stage_table
-        + note
-        + "</section>"
+        "<section><h2>Run</h2>" + _kv(pairs) + "<h3>Stages</h3>" + stage_table + note + "</section>"
     )
 
 
