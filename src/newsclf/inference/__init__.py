@@ -41,6 +41,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "review_target": "pipeline",
         "histogram_edges": "pipeline",
         "CUDA": "sessions",
+        "CUDA_PROVIDER_OPTIONS": "sessions",
         "CPU": "sessions",
         "open_session": "sessions",
         "create_session": "sessions",
@@ -92,6 +93,7 @@ if TYPE_CHECKING:
     from newsclf.inference.sessions import (
         CPU,
         CUDA,
+        CUDA_PROVIDER_OPTIONS,
         create_session,
         cuda_driver_present,
         open_session,
