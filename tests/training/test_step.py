@@ -88,7 +88,7 @@ def test_a_gpu_runs_the_fewest_micro_batches_that_fit() -> None:
     fits, asked = _gpu_with_room_for(1_000_000)
     plan = plan_step(64, 2, merge=True, device=CUDA, max_length=128, fits=fits)
     assert (plan.micro_batch, plan.grad_accum, asked) == (128, 1, [128])
-    assert plan.why == "64 x 2 merged: 128 rows of 128 tokens fit in GPU memory"
+    assert plan.why == "64 x 2 merged: fits in GPU memory at 128 tokens"
 
     fits, asked = _gpu_with_room_for(128)
     plan = plan_step(32, 8, merge=True, device=CUDA, fits=fits)

@@ -154,8 +154,7 @@ def plan_step(
             return StepPlan(
                 rows,
                 steps,
-                f"{batch_size} x {grad_accum} merged: {rows} rows of {max_length} tokens "
-                "fit in GPU memory",
+                f"{batch_size} x {grad_accum} merged: fits in GPU memory at {max_length} tokens",
             )
         reasons.append(reason)
     return StepPlan(batch_size, grad_accum, "micro-batches as configured: " + "; ".join(reasons))
