@@ -232,30 +232,26 @@ def train(args: argparse.Namespace, sizes: Sizes, device: str) -> None:
         size = sizes.models["bert-base-shape"]
         make_model(argparse.Namespace(target=model, tokenizer=None, export_device=None, size=size))
     meta = {"command": " ".join(sys.argv), "rows": rows, "batch": f"{batch} x {accum}"}
+    columns = [*TRAIN_COLUMNS[:4], ("micro_batches", "rows x micro-batches"), *TRAIN_COLUMNS[4:]]
     records: list[dict[str, Any]] = []
     for setup in sizes.setups:
         command = [sys.executable, "-m", "benchmarks.training", setup, str(model)]
         command += [str(args.data / "train.csv"), *sizes.train]
-        record = {"setup": setup, "model": "bert-base-shape"}
-        left = args.deadline - time.time() - 5
+        record: dict[str, Any] = {"setup": setup, "model": "bert-base-shape"}
         try:
-            out = subprocess.run(command, text=True, capture_output=True, timeout=max(left, 0.1))
+            left = max(args.deadline - time.time() - 5, 0.1)
+            out = subprocess.run(command, text=True, capture_output=True, timeout=left)
+            print(setup, out.stdout[-500:], out.stderr[-3000:], flush=True)
+            if out.returncode != 0:
+                record["error"] = out.stderr[-2000:]
+            else:
+                record |= json.loads(out.stdout.strip().splitlines()[-1]) | record
+                step = record.get("step") or {"micro_batch": batch, "grad_accum": accum}
+                record["micro_batches"] = f"{step['micro_batch']} x {step['grad_accum']}"
         except subprocess.TimeoutExpired:
-            records.append(record | {"error": "stopped at the stage's time box"})
-            continue
-        print(setup, out.stdout[-500:], out.stderr[-3000:] if out.returncode else "", flush=True)
-        if out.returncode == 0:
-            records.append(json.loads(out.stdout.strip().splitlines()[-1]) | record)
-            step = records[-1].get("step") or {"micro_batch": batch, "grad_accum": accum}
-            records[-1]["micro_batches"] = f"{step['micro_batch']} x {step['grad_accum']}"
-        else:
-            records.append(record | {"error": out.stderr[-2000:]})
+            record["error"] = "stopped at the stage's time box"
+        records.append(record)
         add_train_ratios(records)
-        columns = [
-            *TRAIN_COLUMNS[:4],
-            ("micro_batches", "rows x micro-batches"),
-            *TRAIN_COLUMNS[4:],
-        ]
         write_results("gpu-train", records, columns, meta, args.out)
 
 

@@ -55,7 +55,8 @@ def test_the_attention_forms_give_the_answers_of_newsclfs_graph(tmp_path: Path) 
     ops = {
         form: {n.op_type for n in onnx.load(str(path)).graph.node} for form, path in graphs.items()
     }
-    assert "Attention" in ops["onnx-seqlen"] and "Softmax" not in ops["onnx-seqlen"]
+    assert "Attention" in ops["onnx-mask"] and "Softmax" not in ops["onnx-mask"]
+    assert "ReduceSum" in ops["onnx-seqlen"] and "ReduceSum" not in ops["onnx-mask"]
     assert "MultiHeadAttention" in ops["mha-seqlen"] and "Attention" not in ops["mha-seqlen"]
     assert {"RemovePadding", "PackedMultiHeadAttention"} <= ops["packed"]
 
@@ -67,7 +68,7 @@ def test_the_attention_forms_give_the_answers_of_newsclfs_graph(tmp_path: Path) 
     )
     measured = {(r["graph"], r["seq"]): r for r in records if "error" not in r}
     assert set(measured) == {
-        (g, s) for g in ("newsclf", "onnx-seqlen", "mha-seqlen") for s in (16, 40)
+        (g, s) for g in ("newsclf", "onnx-mask", "onnx-seqlen", "mha-seqlen") for s in (16, 40)
     }
     for record in measured.values():  # fp16 against newsclf's fp32 graph, padded rows
         assert record["max_abs_diff"] < 5e-3 and record["labels_agree"] == 1.0, record
