@@ -5,8 +5,8 @@
   scale      newsclf classify on a large file (test rows repeated): speed and peak memory
   make-model a bert-base-shaped model (random BertConfig() weights, the embedded tokenizer),
              optionally exported: for speed figures only
-  gpu-assets what the GPU machine lacks, in .carry/ (ONNX Runtime for CUDA, the tokenizer and
-             rows, the embedded MiniLM as fp16): see benchmarks/gpu_plan.py
+
+The GPU run (every stage, time-boxed, into one folder) is `python -m benchmarks.gpu_run`.
 
 Results: benchmarks/results/<date>-<suite>-<machine>.json and .md. Examples:
 
@@ -135,7 +135,6 @@ def classify_suite(args: argparse.Namespace) -> None:
             meta,
             args.out,
             merge_on=("engine", "model"),
-            mirror=args.mirror,
         )
 
     records = run_engines(
@@ -242,7 +241,6 @@ def train_suite(args: argparse.Namespace) -> None:
             meta,
             args.out,
             merge_on=("setup", "model"),
-            mirror=args.mirror,
         )
     if paths is not None:
         print(Path(paths[1]).read_text())
@@ -344,7 +342,10 @@ def scale_suite(args: argparse.Namespace) -> None:
 
 
 # make-model --size: the bert-base shape (BertConfig(): 12 layers, 768 wide, 110M parameters),
-# or a toy of the same family for rehearsals on the CPU.
+# or a toy of the same family for rehearsals on the CPU, random weights; or the embedded
+# MiniLM's weights (all six layers, or one) under a random head drawn wide (std 0.5), whose
+# classes are then no near-ties that fp16 rounding alone would flip in a parity check.
+EMBEDDED_SIZES = {"minilm": {}, "minilm-toy": {"num_hidden_layers": 1}}
 MODEL_SIZES = {
     "bert-base": {},
     "toy": {
@@ -357,28 +358,38 @@ MODEL_SIZES = {
 
 
 def make_model(args: argparse.Namespace) -> None:
-    """A bert-base-shaped classifier with random weights and the embedded tokenizer; with
-    --export-device, exported (fp32, optimized, fp16) with parity checked there."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    """A bert-base-shaped classifier with random weights and the embedded tokenizer (or the
+    embedded MiniLM, MODEL_SIZES); with --export-device, exported (fp32, optimized, fp16) with
+    parity checked there."""
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        BertConfig,
+        BertForSequenceClassification,
+    )
 
     from newsclf.artifacts import PreprocessingConfig
     from newsclf.export import ExportConfig, export_onnx
     from newsclf.training import embedded_model_dir
 
     labels = ["World", "Sports", "Business", "Sci/Tech"]
+    names = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
     tokenizer_dir = args.tokenizer or embedded_model_dir()
-    config = BertConfig(
-        num_labels=4,
-        id2label=dict(enumerate(labels)),
-        label2id={n: i for i, n in enumerate(labels)},
-        **MODEL_SIZES[getattr(args, "size", None) or "bert-base"],
-    )
-    model = BertForSequenceClassification(config)
+    size = getattr(args, "size", None) or "bert-base"
+    if size in EMBEDDED_SIZES:
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            embedded_model_dir(), **names, dtype=torch.float32, **EMBEDDED_SIZES[size]
+        )
+        torch.nn.init.normal_(model.classifier.weight, std=0.5)
+    else:
+        model = BertForSequenceClassification(BertConfig(**names, **MODEL_SIZES[size]))
     target = args.target
     model.save_pretrained(target)
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(target)
     PreprocessingConfig(text_columns=["title", "description"]).save(target)
-    print(f"{getattr(args, 'size', None) or 'bert-base'}-shaped model in {target}", flush=True)
+    print(f"{size} model in {target}", flush=True)
     if args.export_device:
         result = export_onnx(
             target,
@@ -395,75 +406,6 @@ def make_model(args: argparse.Namespace) -> None:
                 f"labels agree {variant.label_agreement:.2%}, passed {variant.passed}",
                 flush=True,
             )
-
-
-# The tokenizer's files (the embedded MiniLM's, also the bert-base shape's) and config.json.
-TOKENIZER_FILES = (
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-)
-
-
-def gpu_assets(args: argparse.Namespace) -> None:
-    """What the GPU machine lacks, in .carry/, sized for the calls of benchmarks/gpu_plan.py:
-
-    - ort/: the ONNX Runtime 1.31.1 CUDA archive (57.9 MiB; call 1), checked by its sha256;
-    - lite/lite.tar.xz: the tokenizer and the AG News CSVs, xz-compressed (~1 MiB; every
-      call, so that a replaced machine still has rows);
-    - minilm/: the embedded MiniLM as fp16 (~44 MiB; call 2; newsclf trains in fp32 master
-      weights whatever the checkpoint's dtype).
-    """
-    import io
-    import shutil
-    import tarfile
-
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from benchmarks import gpu_plan
-    from newsclf.training import embedded_model_dir
-
-    source = embedded_model_dir()
-    ort_dir = args.target / "ort"
-    ort_dir.mkdir(parents=True, exist_ok=True)
-    archive = ort_dir / gpu_plan.ORT_ARCHIVE
-    if not archive.is_file() or gpu_plan.sha256(archive) != gpu_plan.ORT_SHA256:
-        shutil.copy(args.ort, archive)
-    if gpu_plan.sha256(archive) != gpu_plan.ORT_SHA256:
-        sys.exit(f"{archive}: not the archive {gpu_plan.ORT_SHA256}")
-
-    lite = args.target / "lite"
-    lite.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(lite / "lite.tar.xz", "w:xz", preset=9) as tar:
-        for name in TOKENIZER_FILES:
-            if (source / name).is_file():
-                tar.add(source / name, arcname=f"tokenizer/{name}")
-        for name in ("train.csv", "test.csv"):
-            tar.add(args.data / name, arcname=f"ag_news/{name}")
-        note = b"AG News rows for the GPU run only (see ../shared/data/ag_news/README.md).\n"
-        info = tarfile.TarInfo("ag_news/NOTE")
-        info.size = len(note)
-        tar.addfile(info, io.BytesIO(note))
-
-    model_dir = args.target / "minilm"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    for path in source.iterdir():
-        if path.name in TOKENIZER_FILES:
-            shutil.copy(path, model_dir / path.name)
-    weights = {
-        k: v.to(torch.float16) if v.is_floating_point() else v
-        for k, v in load_file(source / "model.safetensors").items()
-    }
-    save_file(weights, model_dir / "model.safetensors", metadata={"format": "pt"})
-    for name in ("ag_news",):  # an older layout: the rows travel in lite/ now
-        shutil.rmtree(args.target / name, ignore_errors=True)
-    for name in ("ort", "lite", "minilm"):
-        planned = gpu_plan.CARRY_MIB[f".carry/{name}"]
-        mib = gpu_plan.folder_mib(args.target / name)
-        print(f"{args.target / name}: {mib:.1f} MiB (planned {planned:.1f})")
 
 
 def main() -> None:
@@ -515,7 +457,6 @@ def main() -> None:
     c.add_argument("--log-dir", type=Path, help="engines' logs (default: a temporary folder)")
     c.add_argument("--suite-name")
     c.add_argument("--out", type=Path, default=RESULTS_DIR)
-    c.add_argument("--mirror", type=Path, help="also copy the results here (a GPU call's $OUT)")
     c.set_defaults(run=classify_suite)
 
     t = sub.add_parser("train", help="newsclf train against a default Trainer")
@@ -535,7 +476,6 @@ def main() -> None:
     t.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="bert-base")
     t.add_argument("--suite-name")
     t.add_argument("--out", type=Path, default=RESULTS_DIR)
-    t.add_argument("--mirror", type=Path, help="also copy the results here (a GPU call's $OUT)")
     t.set_defaults(run=train_suite)
 
     s = sub.add_parser("scale", help="a large file: speed and memory")
@@ -551,19 +491,9 @@ def main() -> None:
     m.add_argument("--tokenizer", type=Path)
     m.add_argument("--export-device", choices=("cpu", "cuda", "auto"))
     m.add_argument("--data", type=Path, help="parity texts for the export")
-    m.add_argument("--size", choices=sorted(MODEL_SIZES), default="bert-base")
+    m.add_argument("--size", choices=sorted(MODEL_SIZES | EMBEDDED_SIZES), default="bert-base")
     m.add_argument("--report", type=Path, help="also write the export report here")
     m.set_defaults(run=make_model)
-
-    g = sub.add_parser("gpu-assets", help="build .carry/ for the GPU machine")
-    g.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ag_news")
-    g.add_argument(
-        "--ort",
-        type=Path,
-        default=ROOT.parent / "shared" / "gpu" / "ort-cuda-1.31.1-sm90only.tar.xz",
-    )
-    g.add_argument("--target", type=Path, default=ROOT / ".carry")
-    g.set_defaults(run=gpu_assets)
 
     args = parser.parse_args()
     args.run(args)

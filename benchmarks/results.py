@@ -43,17 +43,13 @@ def write_results(
     meta: dict[str, Any],
     directory: Path = RESULTS_DIR,
     merge_on: tuple[str, ...] = (),
-    mirror: Path | None = None,
-    stem: str | None = None,
-    machine: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """`<date>-<suite>-<machine>.json` (every figure) and `.md` (the table of `columns`:
     (key, heading) pairs). With `merge_on`, records of an earlier run of the same suite that
     day (another model, say) are kept unless a new record has the same key; the last run's
-    settings go under `runs`. `mirror`: a folder that gets a copy of both files (a GPU call's
-    $OUT). `stem` and `machine` keep another machine's names (collecting a GPU run's files)."""
-    machine = machine or machine_summary() | {"cpu_flags": cpu_flags()}
-    stem = stem or f"{date.today().isoformat()}-{suite}-{machine_slug(machine)}"
+    settings go under `runs`."""
+    machine = machine_summary() | {"cpu_flags": cpu_flags()}
+    stem = f"{date.today().isoformat()}-{suite}-{machine_slug(machine)}"
     records = list(records)
     directory.mkdir(parents=True, exist_ok=True)
     runs = [meta]
@@ -80,10 +76,6 @@ def write_results(
     for record in records:
         lines.append("| " + " | ".join(_cell(record.get(k)) for k, _ in columns) + " |")
     md_path = write_text_atomic(directory / f"{stem}.md", "\n".join(lines) + "\n")
-    if mirror is not None and mirror.resolve() != directory.resolve():
-        mirror.mkdir(parents=True, exist_ok=True)
-        for path in (json_path, md_path):
-            write_text_atomic(mirror / path.name, path.read_text(encoding="utf-8"))
     return json_path, md_path
 
 

@@ -1,6 +1,6 @@
 """Time-boxed runs: a slow baseline classifies slices of the rows until its time box is spent,
-and its rate is the rows it finished over the time they took, so that it cannot eat a GPU
-lease (a pipeline at 1,000 rows/s would need 100 s for 100,000 rows).
+and its rate is the rows it finished over the time they took, so that it cannot hold up a GPU
+run (a pipeline at 1,000 rows/s would need 100 s for 100,000 rows).
 
 No heavy imports: the worker uses it, and so do the tests.
 """

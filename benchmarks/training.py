@@ -3,6 +3,11 @@
   default-trainer  the Trainer as a user would write it: TrainingArguments defaults (fp32,
                    random batches, the default collator), the same batch and accumulation
   newsclf          `newsclf.train()` itself: what `newsclf train` runs
+  newsclf-accumulate, newsclf-ungrouped
+                   the same with --no-merge-accumulation, with --no-group-by-length
+  newsclf-compile, newsclf-cudagraphs
+                   the same with the Trainer's torch.compile (mode default, reduce-overhead:
+                   CUDA graphs), candidates that no option offers until they measure faster
 
 Both see the same rows and the same model, and are timed by the same clock
 (`newsclf.training.StepClock`: from the end of the first fifth of the steps to the last,
@@ -53,14 +58,34 @@ def _rows_file(data: Path, rows: int, work: Path) -> Path:
     return write_csv(load_rows(data, rows, PreprocessingConfig()), work / "train.csv")
 
 
+# What each newsclf setup changes: options, or the Trainer's torch.compile mode.
+NEWSCLF_SETUPS: dict[str, tuple[dict[str, Any], str | None]] = {
+    "newsclf": ({}, None),
+    "newsclf-accumulate": ({"merge_accumulation": False}, None),
+    "newsclf-ungrouped": ({"group_by_length": False}, None),
+    "newsclf-compile": ({}, "default"),
+    "newsclf-cudagraphs": ({}, "reduce-overhead"),
+}
+
+
 def newsclf_setup(
-    model: str, train_file: Path, steps: int, batch: int, accum: int, work: Path
+    model: str,
+    train_file: Path,
+    steps: int,
+    batch: int,
+    accum: int,
+    work: Path,
+    setup: str = "newsclf",
 ) -> dict[str, Any]:
-    from newsclf import TrainingConfig, train
+    from dataclasses import replace
+
+    from newsclf import TrainingConfig
+    from newsclf.training import NewsTrainer
 
     with open(train_file, encoding="utf-8") as handle:
         rows = sum(1 for _ in handle) - 1
     train_rows = rows - math.ceil(rows * 0.05)  # less the validation share
+    options, compile_mode = NEWSCLF_SETUPS[setup]
     config = TrainingConfig(
         model=model,
         train_file=train_file,
@@ -68,18 +93,26 @@ def newsclf_setup(
         batch_size=batch,
         grad_accum=accum,
         epochs=steps * batch * accum / train_rows,
+        **options,
     )
-    result = train(config)
+
+    class Compiled(NewsTrainer):
+        def _training_args(self, *args: Any, **kwargs: Any) -> Any:
+            arguments = super()._training_args(*args, **kwargs)
+            return replace(arguments, torch_compile=True, torch_compile_mode=compile_mode)
+
+    result = (Compiled if compile_mode else NewsTrainer)(config).train()
     # The figure `newsclf train` reports: metrics.json, training.steady_samples_per_s.
     metrics = json.loads((result.run_dir / "metrics.json").read_text(encoding="utf-8"))
     return {
-        "setup": "newsclf",
+        "setup": setup,
         "provider": _provider(),
         "precision": result.training.precision,
         "group_by_length": config.group_by_length,
         "samples_per_s": metrics["training"]["steady_samples_per_s"],
         "samples_per_s_all_steps": metrics["training"]["samples_per_s"],
         "steps": result.steps,
+        "step": metrics["training"]["step"],
         "device": result.training.device,
         "test_accuracy": None,
     }
@@ -151,8 +184,11 @@ def main() -> None:
         work = Path(tmp)
         folder = _model_folder(model, work, tokenizer, size)
         train_file = _rows_file(Path(data), int(rows), work)
-        run = newsclf_setup if setup == "newsclf" else default_setup
-        record = run(folder, train_file, int(steps), int(batch), int(accum), work)
+        figures = (folder, train_file, int(steps), int(batch), int(accum), work)
+        if setup == "default-trainer":
+            record = default_setup(*figures)
+        else:
+            record = newsclf_setup(*figures, setup=setup)
     if record["samples_per_s"] is not None:  # None: too few steps for a steady figure
         record["samples_per_s"] = round(record["samples_per_s"], 2)
     print(json.dumps(record))

@@ -78,6 +78,7 @@ def test_the_printed_train_command_recreates_every_option(
         max_train_samples=1000,
         precision="fp32",
         group_by_length=False,
+        merge_accumulation=False,
         rdrop=1.0,
         preprocessing=PreprocessingConfig(
             clean=False, max_length=64, text_columns=["title", "description"], label_column="y"

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from newsclf.export import ExportResult
     from newsclf.inference import ClassifyResult
     from newsclf.integrations.ray import RayClassifyResult
-    from newsclf.training import TrainingPlan, TrainResult
+    from newsclf.training import StepPlan, TrainingPlan, TrainResult
     from newsclf.tuning import TrialRecord, TuneResult
 
 
@@ -98,10 +98,22 @@ def _append_where(text: Text, plan: TrainingPlan) -> Text:
     text.append(", precision ")
     text.append(plan.precision, style="bold")
     text.append(f", {plan.threads} threads on {plan.cores} cores; run dir {plan.run_dir}")
+    if plan.step is not None:
+        text.append(f"\nstep {_step(plan.step)}")
     if plan.resumed_from:
         text.append("\nresuming from ")
         text.append(plan.resumed_from, style="bold")
     return text
+
+
+def _step(step: StepPlan) -> str:
+    """'128 rows x 2 micro-batches (why)' or '128 rows in one batch (why)'."""
+    how = (
+        f"{step.effective_batch} rows in one batch"
+        if step.grad_accum == 1
+        else f"{step.micro_batch} rows x {step.grad_accum} micro-batches"
+    )
+    return f"{how} ({step.why})"
 
 
 def _run_lines(result: TrainResult) -> list[str]:
@@ -118,6 +130,7 @@ def _run_lines(result: TrainResult) -> list[str]:
         ),
         f"training     {training.wall_time_s:.0f} s wall, {training.samples_per_s:.1f} "
         f"samples/s on {training.device} ({training.precision})",
+        *([f"step         {_step(training.step)}"] if training.step else []),
     ]
 
 

@@ -52,6 +52,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "CONFIDENCE_COLUMN": "output",
         "NEEDS_REVIEW_COLUMN": "output",
         "CUDA": "sessions",
+        "CUDA_PROVIDER_OPTIONS": "sessions",
         "CPU": "sessions",
         "open_session": "sessions",
         "create_session": "sessions",
@@ -118,6 +119,7 @@ if TYPE_CHECKING:
     from newsclf.inference.sessions import (
         CPU,
         CUDA,
+        CUDA_PROVIDER_OPTIONS,
         create_session,
         cuda_driver_present,
         open_session,

@@ -28,6 +28,14 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 OPENVINO = "OpenVINO"  # the `openvino` variant's runtime (OpenVINO's own, not an ORT provider)
 
+# ONNX Runtime's CUDA provider options for every CUDA session, in one place. Its attention
+# kernels are chosen by `sdpa_kernel`, a bit mask (1 flash, 2 memory-efficient, 4 TensorRT
+# fused, 8 cuDNN, 16 math; unset: ONNX Runtime's own choice), and apply to graphs whose
+# attention is one fused op; newsclf's graphs run it as MatMul and Softmax. Left at ONNX
+# Runtime's defaults until the attention table of `python -m benchmarks.gpu_run` measures a
+# faster setting (docs/gpu.md).
+CUDA_PROVIDER_OPTIONS: dict[str, str] = {}
+
 
 @dataclass
 class OpenedSession:
@@ -89,7 +97,7 @@ def create_session(
             preload()
     try:
         with quiet_onnxruntime():
-            cuda_options = {"use_tf32": "0"} if exact_fp32 else {}
+            cuda_options = CUDA_PROVIDER_OPTIONS | ({"use_tf32": "0"} if exact_fp32 else {})
             session = ort.InferenceSession(
                 str(model_path), session_options(threads), providers=[(CUDA, cuda_options), CPU]
             )

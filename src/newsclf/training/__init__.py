@@ -29,6 +29,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "rdrop_loss": "losses",
         "rdrop": "losses",
         "LossFunction": "losses",
+        "StepPlan": "results",
         "TrainingPlan": "results",
         "TrainResult": "results",
         "NewsTrainer": "trainer",
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
     from newsclf.training.hub import embedded_model_dir, resolve_model
     from newsclf.training.losses import LossFunction, rdrop, rdrop_loss
     from newsclf.training.predict import evaluate, predict_logits
-    from newsclf.training.results import TrainingPlan, TrainResult
+    from newsclf.training.results import StepPlan, TrainingPlan, TrainResult
     from newsclf.training.trainer import (
         NewsTrainer,
         StepClock,

@@ -70,7 +70,10 @@ class TrainingConfig:
     epochs: float = option(4.0, help="Training epochs.", panel=RECIPE)
     weight_decay: float = option(0.01, help="AdamW weight decay.", panel=RECIPE)
     grad_accum: int = option(
-        2, help="Gradient accumulation steps (micro-batch losses are averaged).", panel=RECIPE
+        2,
+        help="Gradient accumulation steps (micro-batch losses are averaged); an optimizer step "
+        "sees --batch-size x --grad-accum rows.",
+        panel=RECIPE,
     )
     warmup_ratio: float = option(0.06, help="Share of steps for linear warm-up.", panel=RECIPE)
     patience: int = option(
@@ -107,6 +110,13 @@ class TrainingConfig:
     )
     group_by_length: bool = option(
         True, help="Batch rows of similar length together (less padding).", panel=HARDWARE
+    )
+    merge_accumulation: bool = option(
+        True,
+        help="On a GPU, run a step's --batch-size x --grad-accum rows as one batch if they "
+        "fit. GPU memory is probed before training; the update is the same, with fewer kernel "
+        "launches.",
+        panel=HARDWARE,
     )
     rdrop: float = option(
         0.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ import torch
 
 from newsclf.errors import InputError
 from newsclf.training.config import Precision
+from newsclf.training.results import StepPlan
 
 
 def world_size() -> int:
@@ -94,3 +95,110 @@ def hardware_setup(requested: Precision) -> HardwareSetup:
         disable_cudnn_attention=on_cuda,
         optimizer="adamw_torch_fused" if on_cuda else "adamw_torch",
     )
+
+
+# The largest batch a step is merged into: beyond it the GPU is busy enough with micro-batches.
+MAX_MERGED_ROWS = 1024
+# Share of the GPU's free memory a merged step may plan to use (the rest: fragmentation, the
+# longer rows of later batches, other processes).
+MEMORY_SHARE = 0.9
+
+# (rows, tokens per row) -> whether a forward and backward pass of that size fits, and why not.
+FitCheck = Callable[[int, int], tuple[bool, str]]
+
+
+def plan_step(
+    batch_size: int,
+    grad_accum: int,
+    *,
+    merge: bool,
+    device: torch.device,
+    processes: int = 1,
+    max_length: int = 128,
+    fits: FitCheck | None = None,
+) -> StepPlan:
+    """How a device runs the `batch_size` x `grad_accum` rows of an optimizer step: on a GPU,
+    in as few micro-batches as fit in memory (one, ideally: at micro-batch 64 a GPU mostly
+    waits for kernel launches); elsewhere as configured. Averaged micro-batch losses make the
+    update the same either way.
+
+    Args:
+        merge: False keeps the configured micro-batches (--no-merge-accumulation).
+        device: where the model trains.
+        processes: processes training together; under DDP every process keeps the configured
+            micro-batches, since all must agree on the step.
+        max_length: tokens per row the probe assumes (the longest a batch can be).
+        fits: whether a micro-batch fits (`gpu_memory_check` of the model); required on CUDA.
+    """
+    total = batch_size * grad_accum
+    if grad_accum == 1:
+        return StepPlan(batch_size, 1, "no accumulation asked for")
+    if not merge:
+        return StepPlan(batch_size, grad_accum, "--no-merge-accumulation")
+    if device.type != "cuda":
+        return StepPlan(batch_size, grad_accum, "micro-batches as configured on the CPU")
+    if processes > 1:
+        return StepPlan(
+            batch_size, grad_accum, f"{processes} processes keep the configured micro-batches"
+        )
+    if fits is None:
+        raise ValueError("plan_step on CUDA needs a memory check (fits)")
+    reasons = []
+    for steps in (k for k in range(1, grad_accum) if grad_accum % k == 0):
+        rows = total // steps
+        if rows > MAX_MERGED_ROWS:
+            reasons.append(f"{rows} rows is over {MAX_MERGED_ROWS}")
+            continue
+        ok, reason = fits(rows, max_length)
+        if ok:
+            return StepPlan(
+                rows,
+                steps,
+                f"{batch_size} x {grad_accum} merged: fits in GPU memory at {max_length} tokens",
+            )
+        reasons.append(reason)
+    return StepPlan(batch_size, grad_accum, "micro-batches as configured: " + "; ".join(reasons))
+
+
+def gpu_memory_check(model: torch.nn.Module, hardware: HardwareSetup, copies: int = 1) -> FitCheck:
+    """A probe of `model` on `hardware`'s GPU: one forward and backward pass of random tokens
+    (each row `copies` times, as R-Drop's forward takes them) under the run's precision, whose
+    peak memory, with AdamW's two states per parameter, must fit in `MEMORY_SHARE` of the free
+    memory. Random number generators are left as they were."""
+
+    def fits(rows: int, length: int) -> tuple[bool, str]:
+        device = hardware.device
+        model.to(device).train()
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(hardware.precision)
+        free, _ = torch.cuda.mem_get_info(device)
+        state = 8 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        out_of_memory = False
+        try:
+            with (
+                torch.random.fork_rng(devices=[device]),
+                torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None),
+                hardware.attention(),
+            ):
+                _forward_backward(model, rows * copies, length, device)
+            torch.cuda.synchronize(device)
+        except torch.cuda.OutOfMemoryError:
+            out_of_memory = True
+        needed = torch.cuda.max_memory_allocated(device) - base + state
+        model.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        if out_of_memory:
+            return False, f"{rows} rows ran out of GPU memory"
+        if needed > MEMORY_SHARE * free:
+            return False, f"{rows} rows need {needed / 2**30:.1f} GiB of {free / 2**30:.1f} free"
+        return True, ""
+
+    return fits
+
+
+def _forward_backward(model: torch.nn.Module, rows: int, length: int, device: torch.device) -> None:
+    # Its tensors are freed on return, before the probe empties the cache.
+    ids = torch.randint(0, getattr(model.config, "vocab_size", 1000), (rows, length), device=device)
+    labels = torch.zeros(rows, dtype=torch.long, device=device)
+    model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels).loss.backward()

@@ -12,6 +12,28 @@ from newsclf.training.config import TrainingConfig
 
 
 @dataclass(frozen=True)
+class StepPlan:
+    """How the rows of one optimizer step go through the model on a device: `micro_batch`
+    rows at a time, `grad_accum` times (losses averaged), and why."""
+
+    micro_batch: int
+    grad_accum: int
+    why: str
+
+    @property
+    def effective_batch(self) -> int:
+        return self.micro_batch * self.grad_accum
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "micro_batch": self.micro_batch,
+            "grad_accum": self.grad_accum,
+            "effective_batch": self.effective_batch,
+            "why": self.why,
+        }
+
+
+@dataclass(frozen=True)
 class TrainingPlan:
     """What is about to be trained, where and how: passed to `on_start`."""
 
@@ -27,6 +49,7 @@ class TrainingPlan:
     cores: int
     run_dir: Path
     resumed_from: str | None
+    step: StepPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +90,8 @@ class TrainingStats:
     # one optimizer step saw: per device x processes x accumulation.
     world_size: int = 1
     effective_batch_size: int = 0
+    # How each device ran its share of a step: one batch, or micro-batches accumulated.
+    step: StepPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +129,10 @@ class TrainResult:
             "steps": self.steps,
             "max_steps": self.max_steps,
             "test": self.test.to_dict() if self.test else None,
-            "training": asdict(self.training),
+            "training": {
+                **asdict(self.training),
+                "step": self.training.step.to_dict() if self.training.step else None,
+            },
             "environment": self.environment,
             "config": self.config.to_dict(),
         }

@@ -48,13 +48,21 @@ from newsclf.io import atomic_directory, write_json_atomic
 from newsclf.metrics import ClassificationMetrics, classification_metrics
 from newsclf.training.config import EMBEDDED_MODEL, TrainingConfig
 from newsclf.training.data import LabeledTexts, TrainingData, class_counts, load_training_data
-from newsclf.training.hardware import HardwareSetup, hardware_setup, is_main_process, world_size
+from newsclf.training.hardware import (
+    HardwareSetup,
+    gpu_memory_check,
+    hardware_setup,
+    is_main_process,
+    plan_step,
+    world_size,
+)
 from newsclf.training.hub import hub_kwargs, offline_model_error, resolve_model
 from newsclf.training.losses import LossFunction, rdrop
 from newsclf.training.predict import evaluate
 from newsclf.training.results import (
     BestCheckpoint,
     DataSummary,
+    StepPlan,
     TrainingPlan,
     TrainingStats,
     TrainResult,
@@ -283,14 +291,15 @@ class NewsTrainer:
         # Without validation rows (--validation-fraction 0) every row trains: no evaluations,
         # no early stopping, the last weights are kept; export's parity rows come from train.
         self._prepare_run_dir(data.validation, train_rows)
+        step = self._plan_step(model, hardware, pre.max_length)
         if on_start is not None and self.is_main:
-            on_start(self._plan(data, len(train_rows), hardware, resume_from))
+            on_start(self._plan(data, len(train_rows), hardware, resume_from, step))
 
-        trainer = self._trainer(model, tokenizer, data, train_rows, pre, hardware, columns)
+        trainer = self._trainer(model, tokenizer, data, train_rows, pre, hardware, columns, step)
         fit = self._fit(trainer, hardware, resume_from, len(train_rows))
         best_dir = self._save_best(trainer, tokenizer, pre)
         test = self._evaluate_test(best_dir, tokenizer, data, pre, hardware)
-        result = self._result(data, train_rows, fit, test, pre, hardware, started)
+        result = self._result(data, train_rows, fit, test, pre, hardware, started, step)
         if self.is_main and self.records:
             self.finish_run_dir(result.to_dict())
         return result
@@ -358,12 +367,31 @@ class NewsTrainer:
             write_validation_rows(self.run_dir, validation.texts, validation.labels)
         write_calibration_sample(self.run_dir, train_rows.texts, seed=self.config.seed)
 
+    def _plan_step(
+        self, model: PreTrainedModel, hardware: HardwareSetup, max_length: int
+    ) -> StepPlan:
+        """One batch per optimizer step where it fits on the GPU, else the configured
+        accumulation (`plan_step`). R-Drop sends each batch through twice in one forward."""
+        cfg = self.config
+        copies = 2 if self.loss is None and cfg.rdrop else 1
+        on_cuda = hardware.device.type == "cuda"
+        return plan_step(
+            cfg.batch_size,
+            cfg.grad_accum,
+            merge=cfg.merge_accumulation,
+            device=hardware.device,
+            processes=self.world_size,
+            max_length=max_length,
+            fits=gpu_memory_check(model, hardware, copies) if on_cuda else None,
+        )
+
     def _plan(
         self,
         data: TrainingData,
         train_rows: int,
         hardware: HardwareSetup,
         resumed_from: str | None,
+        step: StepPlan,
     ) -> TrainingPlan:
         return TrainingPlan(
             model=self.config.model,
@@ -378,6 +406,7 @@ class NewsTrainer:
             cores=cpu_cores(),
             run_dir=self.run_dir,
             resumed_from=resumed_from,
+            step=step,
         )
 
     def _last_checkpoint(self) -> str:
@@ -411,6 +440,7 @@ class NewsTrainer:
         pre: PreprocessingConfig,
         hardware: HardwareSetup,
         columns: Mapping[str, Sequence[Any]],
+        step: StepPlan,
     ) -> Trainer:
         evaluate_each = len(data.validation) > 0
         # A new EarlyStoppingCallback per run: it keeps its patience counter.
@@ -418,7 +448,7 @@ class NewsTrainer:
         trainer = _Trainer(
             model=model,
             loss=self.loss or (rdrop(self.config.rdrop) if self.config.rdrop else None),
-            args=self._training_args(hardware, evaluate_each, keep_columns=bool(columns)),
+            args=self._training_args(hardware, evaluate_each, step, keep_columns=bool(columns)),
             train_dataset=TokenizedTexts(train_rows, tokenizer, pre.max_length, columns),
             eval_dataset=(
                 TokenizedTexts(data.validation, tokenizer, pre.max_length)
@@ -436,18 +466,22 @@ class NewsTrainer:
         return trainer
 
     def _training_args(
-        self, hardware: HardwareSetup, evaluate_each: bool, keep_columns: bool = False
+        self,
+        hardware: HardwareSetup,
+        evaluate_each: bool,
+        step: StepPlan,
+        keep_columns: bool = False,
     ) -> TrainingArguments:
         cfg = self.config
         strategy = "steps" if cfg.eval_steps else "epoch"
         return TrainingArguments(
             output_dir=str(self.run.checkpoints_dir),
             learning_rate=cfg.learning_rate,
-            per_device_train_batch_size=cfg.batch_size,
+            per_device_train_batch_size=step.micro_batch,
             per_device_eval_batch_size=cfg.eval_batch_size,
             num_train_epochs=cfg.epochs,
             weight_decay=cfg.weight_decay,
-            gradient_accumulation_steps=cfg.grad_accum,
+            gradient_accumulation_steps=step.grad_accum,
             # A float below 1 is a share of the steps.
             warmup_steps=cfg.warmup_ratio,
             eval_strategy=strategy if evaluate_each else "no",
@@ -538,6 +572,7 @@ class NewsTrainer:
         pre: PreprocessingConfig,
         hardware: HardwareSetup,
         started: float,
+        step: StepPlan,
     ) -> TrainResult:
         cfg, state = self.config, fit.state
         train_seconds = max(fit.seconds - fit.clock.seconds, 1e-9)
@@ -582,6 +617,7 @@ class NewsTrainer:
                 resumed_from=fit.resumed_from,
                 world_size=self.world_size,
                 effective_batch_size=self.samples_per_step,
+                step=step,
             ),
             config=replace(cfg, preprocessing=pre),
             environment=machine_summary(),
