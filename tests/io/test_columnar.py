@@ -256,6 +256,20 @@ def test_model_texts_equal_clean_text_on_any_text(pairs: list, clean: bool) -> N
     assert got == expected
 
 
+# AG News's quirks and what could fool a column-wise cleaner: pieces of entities, tags,
+# doubly escaped text, runs of spaces, backslashes, a character outside ASCII.
+QUIRKS = ["#39;", "#36;", "#151;", "quot;", "amp;", "&", "&lt;", "&gt;", "&amp;", "&#39;",
+          "&quot;", "<b>", "</a>", "<A HREF=x>", ";", "#", "x", "Stocks", " ", "  ", "\\",
+          "lt;", "gt;", "nbsp;", "&#38;", "&#0039;", "\u00e9", "\t"]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(QUIRKS), max_size=14).map("".join), max_size=12))
+def test_column_wise_cleaning_equals_clean_text_on_entity_soup(texts: list[str]) -> None:
+    got, expected = _texts_both_ways({"text": texts}, clean=True)
+    assert got == expected
+
+
 def test_model_texts_of_non_string_columns_as_python_joins_them() -> None:
     got, expected = _texts_both_ways({"n": [1, None, 3], "t": ["a", "b", None]}, clean=True)
     assert got == expected == ["1 a", "b", "3"]

@@ -135,10 +135,10 @@ def texts_from_rows(
 
 _ENTITY_NAMES = "quot|amp|lt|gt|apos|nbsp|hellip|rsquo|lsquo|rdquo|ldquo|mdash|ndash|pound|euro"
 # A text that matches none of these is left as it is by `clean_text` (see the module).
-# Matching too much only costs speed: such rows are cleaned one by one.
+# Matching too much only costs speed: such rows go the longer way.
 _NEEDS_CLEANING = rf"[&<\\]|#x?[0-9A-Fa-f]+;|(?:{_ENTITY_NAMES});|[^\x20-\x7e]|  |^ | $"
-# A value that `str.strip()` may change (anything but visible ASCII at either end).
-_NEEDS_STRIPPING = r"^[^\x21-\x7e]|[^\x21-\x7e]$"
+# A value whose ends `str.strip()` may treat otherwise than trimming spaces.
+_ODD_ENDS = r"^[^\x20-\x7e]|[^\x20-\x7e]$"
 
 
 def model_texts(batch: Any, columns: Sequence[str], *, clean: bool, separator: str = " ") -> Any:
@@ -158,8 +158,8 @@ def model_texts(batch: Any, columns: Sequence[str], *, clean: bool, separator: s
     exact = np.zeros(batch.num_rows, dtype=bool)
     joined = None
     for part in parts:
-        if len(parts) > 1 or not clean:
-            exact |= _matches(part, _NEEDS_STRIPPING)
+        exact |= _matches(part, _ODD_ENDS)
+        part = pc.utf8_trim(part, " ")
         part = pc.if_else(pc.equal(part, ""), pa.scalar(None, pa.string()), part)
         if joined is None:
             joined = part
@@ -169,13 +169,81 @@ def model_texts(batch: Any, columns: Sequence[str], *, clean: bool, separator: s
             joined = pc.if_else(joined.is_null(), part, pc.if_else(part.is_null(), joined, both))
     joined = pc.fill_null(joined, "")
     if clean:
-        exact |= _matches(joined, _NEEDS_CLEANING)
+        dirty = _matches(joined, _NEEDS_CLEANING) & ~exact
+        if dirty.any():
+            chosen = pa.array(dirty)
+            cleaned, odd = clean_column(joined.filter(chosen))
+            joined = pc.replace_with_mask(joined, chosen, cleaned)
+            exact[np.flatnonzero(dirty)[odd]] = True
     if not exact.any():
         return joined
     chosen = pa.array(exact)
     rows = zip(*(p.filter(chosen).to_pylist() for p in parts), strict=True)
     texts = prepare_texts(rows, clean=clean, separator=separator)
     return pc.replace_with_mask(joined, chosen, pa.array(texts, pa.string()))
+
+
+# `clean_text` column-wise, for texts of printable ASCII whose entities decode to it: AG News's
+# (#39; quot; &lt;...&gt;). One round is clean_text's: bare entities get their ampersand, the
+# known entities are decoded (&amp; last, so that it does not decode twice), tags are dropped;
+# rows a round changed may change again (doubly escaped text), up to clean_text's three.
+_BARE_NUMERIC = r"#(\d{2,5}|x[0-9a-fA-F]{2,4});"
+_BARE_NAMED = rf"(^|[^&;A-Za-z])({_ENTITY_NAMES});"
+_TAG = r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]{0,200})?/?>"
+_DECODED = {"&lt;": "<", "&gt;": ">", "&quot;": '"', "&apos;": "'", "&#39;": "'", "&#36;": "$"}
+_DECODED |= {"&#34;": '"', "&#60;": "<", "&#62;": ">"}
+_AMPERSANDS = ("&amp;", "&#38;")
+_KNOWN = r"&(?:lt|gt|quot|apos|amp|#39|#36|#34|#60|#62|#38);"
+_MAY_CHANGE = rf"[&<]|#x?[0-9A-Fa-f]+;|(?:{_ENTITY_NAMES});"
+
+
+def clean_column(texts: Any) -> tuple[Any, np.ndarray]:
+    """`clean_text` of each text of an Arrow string array, and where it could not be done
+    column-wise (anything but printable ASCII, an entity not in `_DECODED`): those rows are
+    left for `clean_text` itself."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    odd = _matches(texts, r"[^\x20-\x7e]")
+    rows = np.flatnonzero(~odd)
+    for _ in range(3):  # as clean_text: a text it leaves as it is stays so
+        if not len(rows):
+            break
+        before = texts.take(pa.array(rows))
+        after, unknown = _round(before)
+        odd[rows] |= unknown
+        texts = pc.replace_with_mask(texts, _mask(len(texts), rows), after)
+        changed = pc.not_equal(after, before).to_numpy(zero_copy_only=False)
+        rows = rows[changed & _matches(after, _MAY_CHANGE)]
+    texts = pc.replace_substring(texts, "\\", " ")
+    texts = pc.utf8_trim(pc.replace_substring_regex(texts, "  +", " "), " ")
+    return texts, odd
+
+
+def _round(texts: Any) -> tuple[Any, np.ndarray]:
+    import pyarrow.compute as pc
+
+    # "#39;" gets its ampersand unless it has one: mark those first (RE2 has no lookbehind).
+    texts = pc.replace_substring(texts, "&#", "\x01")
+    texts = pc.replace_substring_regex(texts, _BARE_NUMERIC, r"&#\1;")
+    texts = pc.replace_substring(texts, "\x01", "&#")
+    texts = pc.replace_substring_regex(texts, _BARE_NAMED, r"\1&\2;")
+    ampersands = pc.count_substring(texts, "&").to_numpy(zero_copy_only=False)
+    unknown = ampersands != pc.count_substring_regex(texts, _KNOWN).to_numpy(zero_copy_only=False)
+    for entity in _AMPERSANDS:
+        texts = pc.replace_substring(texts, entity, "\x02")
+    for entity, character in _DECODED.items():
+        texts = pc.replace_substring(texts, entity, character)
+    texts = pc.replace_substring(texts, "\x02", "&")
+    return pc.replace_substring_regex(texts, _TAG, " "), unknown
+
+
+def _mask(size: int, rows: np.ndarray) -> Any:
+    import pyarrow as pa
+
+    mask = np.zeros(size, dtype=bool)
+    mask[rows] = True
+    return pa.array(mask)
 
 
 def _matches(strings: Any, pattern: str) -> np.ndarray:
