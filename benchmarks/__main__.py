@@ -3,6 +3,7 @@
   classify   engines side by side on the same rows (own process each, warm, interleaved rounds)
   train      `newsclf train` itself against a default Trainer, samples/s over steady steps
   scale      newsclf classify on a large file (test rows repeated): speed and peak memory
+  host       the host's ceiling: classify with an almost free model vs tokenizing alone
   make-model a bert-base-shaped model (random BertConfig() weights, the embedded tokenizer),
              optionally exported: for speed figures only
 
@@ -24,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks import host
 from benchmarks.engines import REGISTRY
 from benchmarks.results import RESULTS_DIR, write_results
 from benchmarks.runner import ROOT, run_engines
@@ -495,6 +497,7 @@ def main() -> None:
     m.add_argument("--report", type=Path, help="also write the export report here")
     m.set_defaults(run=make_model)
 
+    host.add_parser(sub)
     args = parser.parse_args()
     args.run(args)
 

@@ -63,6 +63,9 @@ class ClassifierInfo:
     fallback_reason: str | None
     # What the logits are divided by before the softmax (1.0: raw softmax).
     temperature: float = 1.0
+    # What tokenizes ("nanotoken 0.1.0" or "tokenizers 0.23.3"), and why not nanotoken.
+    tokenizer: str = ""
+    tokenizer_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,6 +230,8 @@ class Classifier:
             threads=self.threads,
             fallback_reason=self.fallback_reason,
             temperature=self.temperature,
+            tokenizer=self.encoder.name,
+            tokenizer_note=self.encoder.fallback_reason,
         )
 
     # -- the steps, shared with classify_file --------------------------------------------

@@ -208,6 +208,7 @@ class ClassifyResult:
             "max_batch_tokens": info.max_batch_tokens,
             "threads": info.threads,
             "fallback_reason": info.fallback_reason,
+            "tokenizer": info.tokenizer,
             "throughput_rows_per_s": round(self.rows_per_s, 2),
             "throughput_tokens_per_s": round(self.tokens_per_s, 1),
             "tokens": self.tokens,
@@ -268,6 +269,10 @@ class ClassifyResult:
             ("model", info.model),
             ("variant", f"{info.variant} on {info.provider} (device {info.device})"),
             ("batching", f"{batching}, {info.threads} inference threads; preparing: {pool}"),
+            (
+                "tokenizer",
+                info.tokenizer + (f" ({info.tokenizer_note})" if info.tokenizer_note else ""),
+            ),
             (
                 "rows",
                 f"{self.rows:,} in {self.wall_s:.2f} s: {self.rows_per_s:,.1f} rows/s, "
