@@ -57,5 +57,5 @@ def test_classifier_accepts_a_path_and_reports_what_it_runs(tiny_export) -> None
     assert (info.batch_size, info.max_batch_tokens) == ClassifierConfig.CPU_BATCH
     with pytest.raises(InputError, match="--variant must be one of"):
         Classifier(tiny_export.output_dir, ClassifierConfig(variant="fp8"))  # type: ignore[arg-type]
-    with pytest.raises(ModelError, match=r"no fp16 variant.*--fp16"):
+    with pytest.raises(ModelError, match=r"no fp16 variant.*--variants \+fp16"):
         Classifier(tiny_export.output_dir, ClassifierConfig(device="cpu", variant="fp16"))

@@ -91,7 +91,7 @@ def test_export_killed_midway_keeps_the_earlier_export(
     shutil.copytree(tiny_export.output_dir, target)
     manifest = (target / "newsclf_export.json").read_text()
     process = _start(["export", "--onnx", "--checkpoint", str(tiny_run.run_dir),
-                      "--output", str(target), "--optimize", "--quantize", "int8"])  # fmt: skip
+                      "--output", str(target), "--variants", "optimized,int8"])  # fmt: skip
     _kill_when(
         process, lambda: any(p.is_dir() and any(p.iterdir()) for p in _partials(tmp_path)), 180
     )

@@ -18,10 +18,11 @@ from rich.text import Text
 from newsclf.metrics import ClassificationMetrics, percent
 
 if TYPE_CHECKING:
+    from newsclf.artifacts import AutoChoice
     from newsclf.combine import SoupResult
     from newsclf.distillation import DistillPlan, DistillResult
     from newsclf.export import ExportResult
-    from newsclf.inference import ClassifyResult
+    from newsclf.inference import Classifier, ClassifyResult, EnvironmentReport
     from newsclf.integrations.ray import RayClassifyResult
     from newsclf.training import TrainingPlan, TrainResult
     from newsclf.tuning import TrialRecord, TuneResult
@@ -223,12 +224,12 @@ def export_table(result: ExportResult) -> RenderableType:
             Text("pass", style="bold green") if v.passed else Text("FAIL", style="bold red"),
         )
     notes = [f"parity texts: {result.parity_source}"]
-    if result.int8_recipe:
-        notes.append(f"int8 recipe: {result.int8_recipe}")
+    notes += [f"{v.variant} recipe: {v.recipe}" for v in result.variants if v.recipe]
     notes += [
         f"note: {v.variant}: {v.fallback_reason}" for v in result.variants if v.fallback_reason
     ]
-    return Group(table, Text("\n".join(notes)), calibration_note(result))
+    left_out = Text("\n".join(f"note: {lo.message()}" for lo in result.left_out), "yellow")
+    return Group(table, Text("\n".join(notes)), left_out, calibration_note(result))
 
 
 def calibration_note(result: ExportResult) -> Text:
@@ -444,3 +445,71 @@ def ray_workers_table(result: RayClassifyResult) -> Table:
             f"{w.rows_per_s:,.1f}",
         )
     return table
+
+
+def classifier_notes(classifier: Classifier) -> Text:
+    """Before a run: the faster variant `--variant auto` would have taken, and how to get it;
+    the export's damaged variant files that are not used (the one in use was verified)."""
+    lines = []
+    hint = classifier.auto_choice.hint() if classifier.auto_choice is not None else None
+    if hint:
+        lines.append(f"note: {hint}")
+    lines += [f"warning: {d.message()}" for d in classifier.damaged_variants]
+    return Text("\n".join(lines), "yellow", end="\n" if lines else "")
+
+
+def auto_choice_lines(choice: AutoChoice) -> list[str]:
+    """Each variant of auto's order on a device: taken, or why not."""
+    return [f"{c.variant}: {c.verdict} ({c.reason})" for c in choice.candidates]
+
+
+def environment_text(report: EnvironmentReport) -> str:
+    """`newsclf env`: a plain-text block to paste into a bug report."""
+    versions = report.versions
+    ort_name = "onnxruntime-gpu" if versions.get("onnxruntime-gpu") else "onnxruntime"
+    built_for = f", built for CUDA {report.cuda.cuda_version}" if report.cuda.cuda_version else ""
+    features = ", ".join(
+        f"{name} {'yes' if present else 'no'}" for name, present in report.cpu_features.items()
+    )
+    gpus = ", ".join(report.gpus) or ("none" if report.nvidia_driver is None else "unknown")
+    driver = report.nvidia_driver or "no NVIDIA driver"
+    if report.cuda.works:
+        cuda = "yes: a session comes up on CUDAExecutionProvider"
+    else:
+        cuda = f"no: {report.cuda.reason}"
+        if report.cuda.missing_libraries:
+            cuda += f" (missing: {', '.join(report.cuda.missing_libraries)})"
+    lines = [
+        "Copy and paste the text below into your bug report.",
+        "",
+        f"- newsclf: {versions.get('newsclf') or 'not installed'}",
+        f"- Platform: {report.platform}",
+        f"- Python: {report.python}",
+    ]
+    lines += [
+        f"- {name}: {versions.get(name) or 'not installed'}"
+        for name in ("torch", "transformers", "tokenizers", "onnx")
+    ]
+    lines += [
+        f"- {ort_name}: {versions.get(ort_name) or 'not installed'}{built_for}; providers: "
+        f"{', '.join(report.onnxruntime_providers)}",
+        f"- openvino: {versions.get('openvino') or 'not installed'}",
+        f"- nncf: {versions.get('nncf') or 'not installed'}",
+        f"- CPU: {report.cpu}, {report.cores} cores usable ({report.logical_cpus} logical); "
+        f"{features}",
+        f"- GPU: {gpus}; driver: {driver}",
+        f"- ONNX Runtime on CUDA: {cuda}",
+        f"- --device auto runs on: {report.device}",
+    ]
+    if report.model is not None:
+        model = report.model
+        choice = model.choice
+        lines += [
+            f"- Export: {model.path} holds {', '.join(model.variants)}",
+            f"- --variant auto here ({choice.device}): {choice.variant or 'nothing it can run'}",
+        ]
+        lines += [f"    {line}" for line in auto_choice_lines(choice)]
+        if choice.hint():
+            lines.append(f"- Faster: {choice.hint()}")
+        lines += [f"- Damaged: {message}" for message in model.damaged]
+    return "\n".join(lines)

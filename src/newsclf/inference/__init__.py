@@ -1,5 +1,6 @@
 """Inference: ONNX Runtime (or OpenVINO) sessions whose provider is checked, the `Classifier`,
-and the classify pipeline (`classify_file`, shared with the Ray engine)."""
+the classify pipeline (`classify_file`, shared with the Ray engine), and the environment report
+of `newsclf env`."""
 
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,12 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "run_logits": "sessions",
         "quiet_onnxruntime": "sessions",
         "cuda_driver_present": "sessions",
+        "CudaProbe": "sessions",
+        "probe_cuda": "sessions",
+        "missing_cuda_libraries": "sessions",
+        "EnvironmentReport": "environment_report",
+        "ModelReport": "environment_report",
+        "describe_environment": "environment_report",
     },
 )
 
@@ -68,6 +75,11 @@ if TYPE_CHECKING:
         Device,
         OnError,
         Variant,
+    )
+    from newsclf.inference.environment_report import (
+        EnvironmentReport,
+        ModelReport,
+        describe_environment,
     )
     from newsclf.inference.pipeline import (
         CONFIDENCE_COLUMN,
@@ -92,9 +104,12 @@ if TYPE_CHECKING:
     from newsclf.inference.sessions import (
         CPU,
         CUDA,
+        CudaProbe,
         create_session,
         cuda_driver_present,
+        missing_cuda_libraries,
         open_session,
+        probe_cuda,
         quiet_onnxruntime,
         run_logits,
     )
