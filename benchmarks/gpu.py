@@ -279,7 +279,7 @@ def embedded_model(args: argparse.Namespace) -> int:
 
     export_dir = args.work / "embedded-onnx"
     export = export_onnx(
-        run_dir, export_dir, ExportConfig(optimize=True, fp16=True, device=args.device)
+        run_dir, export_dir, ExportConfig(variants=["optimized", "fp16"], device=args.device)
     )
     write_json_atomic(args.mirror / "export_report-embedded.json", export.report)
     for variant in export.variants:

@@ -62,8 +62,10 @@ def test_env_with_an_export_says_what_auto_would_run_here_and_why(tiny_export) -
     assert "- --variant auto here (cpu): optimized" in text
     assert "int8: not batch-invariant" in text
 
-    missing = CliRunner().invoke(app, ["env", "--model", str(Path(folder) / "nothing")])
-    assert missing.exit_code == 3 and "no such export folder" in missing.output
+    missing = CliRunner().invoke(
+        app, ["env", "--model", str(Path(folder) / "nothing")], env={"COLUMNS": "200"}
+    )
+    assert missing.exit_code == 3 and "no such export folder" in " ".join(missing.output.split())
 
 
 def test_cpu_features_and_the_nvidia_driver_are_read_from_proc(tmp_path: Path) -> None:
