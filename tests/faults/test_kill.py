@@ -99,8 +99,10 @@ def test_export_killed_midway_keeps_the_earlier_export(
     assert _partials(tmp_path)
 
     result = CliRunner().invoke(
-        app, ["export", "--onnx", "--checkpoint", str(tiny_run.run_dir), "--output", str(target)]
-    )
+        app,
+        ["export", "--onnx", "--checkpoint", str(tiny_run.run_dir), "--output", str(target),
+         "--variants", "fp32"],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert not _partials(tmp_path) and not list(tmp_path.glob(".onnx.old"))
     assert json.loads((target / "newsclf_export.json").read_text())["variants"].keys() == {"fp32"}

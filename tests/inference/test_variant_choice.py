@@ -5,6 +5,8 @@ accepts the registry's names, and only those."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,16 @@ def test_variant_names_come_from_the_registry(monkeypatch: pytest.MonkeyPatch) -
         ClassifierConfig(variant="fake")
     monkeypatch.setitem(VARIANTS, "fake", dataclasses.replace(VARIANTS["fp32"], name="fake"))
     assert ClassifierConfig(variant="fake").variant == "fake"
+
+
+def test_an_onnx_runtime_variant_imports_neither_openvino_nor_nncf(tiny_export) -> None:  # type: ignore[no-untyped-def]
+    """OpenVINO and NNCF are dependencies on x86-64; a run that does not use them does not pay
+    for their import."""
+    code = (
+        "import sys; from newsclf import Classifier, ClassifierConfig; "
+        f"c = Classifier({str(tiny_export.output_dir)!r}, ClassifierConfig(device='cpu')); "
+        "c.predict(['stocks rose']); "
+        "print(c.variant, 'openvino' in sys.modules, 'nncf' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["optimized", "False", "False"]

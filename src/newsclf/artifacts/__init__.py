@@ -45,7 +45,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "check_variants_request": "variants",
         "default_variants": "variants",
         "plan_variants": "variants",
-        "variant_spec": "variants",
         "model_card": "card",
         "write_model_card": "card",
     },
@@ -96,5 +95,4 @@ if TYPE_CHECKING:
         choose_auto,
         default_variants,
         plan_variants,
-        variant_spec,
     )

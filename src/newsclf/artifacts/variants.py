@@ -180,17 +180,6 @@ VARIANTS: dict[str, VariantSpec] = {
 }
 
 
-def variant_spec(name: str) -> VariantSpec:
-    """The registry's entry for `name`.
-
-    Raises:
-        InputError: no variant has that name.
-    """
-    if name not in VARIANTS:
-        raise InputError(f"Unknown variant {name!r}; the variants are {', '.join(VARIANTS)}.")
-    return VARIANTS[name]
-
-
 def check_variant_name(option: str, value: object, *, allow_auto: bool = False) -> None:
     """Raises:
     InputError: `value` is not a variant name (nor `auto` where that is allowed)."""
@@ -411,6 +400,5 @@ def check_variants_request(requested: Sequence[str]) -> None:
         check_variant_name("--variants", name)
         if VARIANTS[name].always and item.startswith("-"):
             raise InputError(
-                f"--variants {item}: the {name} graph is always made (every variant comes "
-                "from it)."
+                f"--variants {item}: the {name} graph is always made (every variant comes from it)."
             )

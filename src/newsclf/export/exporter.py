@@ -155,9 +155,7 @@ def export_onnx(
     config = config or ExportConfig()
     plan_variants(config.variants)  # a variant asked for whose packages are missing: fail fast
     model, tokenizer, pre, source_dir, run_dir = load_for_export(Path(checkpoint))
-    plan = plan_variants(
-        config.variants, has_calibration_texts(run_dir, config.calibration_file)
-    )
+    plan = plan_variants(config.variants, has_calibration_texts(run_dir, config.calibration_file))
     output_dir = (
         Path(output_dir) if output_dir else RunFolder(run_dir or source_dir.parent).export_dir
     )
