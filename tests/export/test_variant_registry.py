@@ -164,3 +164,36 @@ def test_the_retired_variant_flags_are_refused_naming_their_replacement(tiny_run
     text = " ".join(result.output.split())
     assert result.exit_code == 2, text
     assert re.search(r"--optimize, --quantize: retired .* --variants \+optimized,\+int8", text)
+
+
+def test_the_export_table_shows_every_figure_in_80_columns(tmp_path: Path) -> None:
+    """OpenVINO's provider names are long; the figures must not be cut to fit a terminal."""
+    import io
+
+    from rich.console import Console
+
+    from newsclf.cli.render import export_table
+    from newsclf.export import Calibration, ExportResult, VariantParity
+
+    def parity(variant: str, provider: str) -> VariantParity:
+        return VariantParity(
+            variant, f"{variant}.onnx", 23_400_000, provider, 592, 2.2e-2, 0.9961, 0.9, 0.9,
+            47.0, 17, None, True,
+        )  # fmt: skip
+
+    result = ExportResult(
+        tmp_path / "onnx",
+        [parity("fp32", "CPUExecutionProvider"), parity("openvino-int8", "OpenVINO-CPU-int8+bf16")],
+        "parity_sample.jsonl",
+        {},
+        Calibration.uncalibrated("no validation rows"),
+    )
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(export_table(result))
+    rows = [line for line in out.getvalue().splitlines() if line.startswith("openvino-int8")]
+    assert rows and all(len(line) <= 80 for line in out.getvalue().splitlines())
+    assert "…" not in rows[0]
+    # (all shapes: 0% here, as the made-up result has no per-shape figures)
+    assert rows[0].split()[:7] == ["openvino-int8", "23.4", "2.2e-02", "99.61%", "0.00%",
+                                   "+0.00", "47"]  # fmt: skip
+    assert rows[0].rstrip().endswith("pass")

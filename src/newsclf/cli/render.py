@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -28,12 +29,13 @@ if TYPE_CHECKING:
     from newsclf.tuning import TrialRecord, TuneResult
 
 
-def _table(title: str, caption: str | None = None) -> Table:
+def _table(title: str, caption: str | None = None, **options: Any) -> Table:
     return Table(
         title=Text(title),
         title_justify="left",
         caption=Text(caption) if caption else None,
         caption_justify="left",
+        **options,
     )
 
 
@@ -201,14 +203,23 @@ def soup_summary(result: SoupResult) -> RenderableType:
 
 def export_table(result: ExportResult) -> RenderableType:
     """One row per exported variant: size, parity figures and speed."""
+    # Nine columns and OpenVINO's long provider names: no inner rules, one space between
+    # columns, so that the figures fit 80 columns (the provider folds rather than any figure).
     table = _table(
         f"ONNX export: {result.output_dir}",
         "agree: same label as PyTorch on the parity texts; all shapes: also on short "
         "fragments and max-length truncations. ms: median per batch.",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+        show_edge=False,
     )
     for name in ("variant", "MB", "max |Δ|", "agree", "all shapes", "acc Δ", "ms", "on", "ok"):
         table.add_column(
-            name, justify="left" if name in ("variant", "on") else "right", no_wrap=True
+            name,
+            justify="left" if name in ("variant", "on") else "right",
+            no_wrap=name != "on",
+            overflow="fold",
         )
     for v in result.variants:
         delta = v.accuracy_delta
@@ -228,8 +239,9 @@ def export_table(result: ExportResult) -> RenderableType:
     notes += [
         f"note: {v.variant}: {v.fallback_reason}" for v in result.variants if v.fallback_reason
     ]
-    left_out = Text("\n".join(f"note: {lo.message()}" for lo in result.left_out), "yellow")
-    return Group(table, Text("\n".join(notes)), left_out, calibration_note(result))
+    parts: list[RenderableType] = [table, Text("\n".join(notes))]
+    parts += [Text(f"note: {lo.message()}", "yellow") for lo in result.left_out]
+    return Group(*parts, calibration_note(result))
 
 
 def calibration_note(result: ExportResult) -> Text:

@@ -363,4 +363,9 @@ class ParityChecker:
             tolerance=self.settings.fp32_tolerance,
             min_label_agreement=self.settings.min_label_agreement,
         )
-        return replace(result, fallback_reason=opened.fallback_reason, recipe=recipe)
+        # A weights file beside the graph (OpenVINO IR's .bin) counts in the variant's size.
+        weights = path.with_name(spec.data_file) if spec.data_file else None
+        size = result.size_bytes + (weights.stat().st_size if weights else 0)
+        return replace(
+            result, size_bytes=size, fallback_reason=opened.fallback_reason, recipe=recipe
+        )
