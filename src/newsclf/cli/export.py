@@ -55,7 +55,7 @@ def export(
     given = {flag: variant for flag, (variant, used) in retired.items() if used}
     if given:
         raise InputError(
-            f"{', '.join(given)}: retired in newsclf 0.4, replaced by --variants. A plain "
+            f"{', '.join(given)}: retired, replaced by --variants. A plain "
             "newsclf export --onnx makes the variants --variant auto picks (fp16 for CUDA and "
             "the fastest CPU variant); add to them with --variants "
             f"{','.join('+' + v for v in given.values())}, or give the whole list: --variants "
