@@ -259,12 +259,12 @@ def choose_auto(device: str, held: Collection[str]) -> AutoChoice:
                 Candidate(
                     spec.name,
                     "not batch-invariant",
-                    "a row's label can change with the other rows of its batch, so it runs "
-                    f"only when asked for (--variant {spec.name})",
+                    "a row's label can change with the other rows of its batch: it runs only "
+                    f"with --variant {spec.name}",
                 )
             )
         elif picked is not None:
-            candidates.append(Candidate(spec.name, "slower", f"slower than {picked}"))
+            candidates.append(Candidate(spec.name, "slower", f"ranked after {picked}"))
         elif spec.name not in held:
             missing = spec.missing(export=True)
             how = f"newsclf export --onnx {spec.flag}"
