@@ -397,7 +397,9 @@ def make_model(args: argparse.Namespace) -> None:
             target,
             target.parent / f"{target.name}-onnx",
             ExportConfig(
-                optimize=True, fp16=True, device=args.export_device, parity_file=args.data
+                variants=["optimized", "fp16"],
+                device=args.export_device,
+                parity_file=args.data,
             ),
         )
         if getattr(args, "report", None):

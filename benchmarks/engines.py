@@ -299,7 +299,13 @@ def _ort_static_int8(ctx: Context) -> tuple[Classify, str]:
 # -- newsclf, end to end -----------------------------------------------------------------------
 
 
-def _newsclf(device: str, variant: str) -> Callable[[Context], tuple[Classify, str]]:
+def _newsclf(
+    device: str, variant: str, *, defaults: bool = False
+) -> Callable[[Context], tuple[Classify, str]]:
+    """newsclf classify_file end to end; with `defaults`, every runtime option at its default
+    (what `newsclf classify` with no option runs: --device auto, --variant auto, the device's
+    batch size), whatever the harness's --batch-size."""
+
     def build(ctx: Context) -> tuple[Classify, str]:
         import csv
 
@@ -307,9 +313,12 @@ def _newsclf(device: str, variant: str) -> Callable[[Context], tuple[Classify, s
 
         assert ctx.export_dir is not None
         batch = ctx.batch_size if device == "cpu" else None  # the device's default on CUDA
-        classifier = Classifier(
-            ctx.export_dir, ClassifierConfig(device=device, variant=variant, batch_size=batch)
-        )  # type: ignore[arg-type]
+        config = (
+            ClassifierConfig()
+            if defaults
+            else ClassifierConfig(device=device, variant=variant, batch_size=batch)
+        )
+        classifier = Classifier(ctx.export_dir, config)
         if classifier.device != device:
             raise SystemExit(f"asked for {device}, got {classifier.device}")
         # The input file of each Rows, written once (`prepare`, outside the timing); the Rows
@@ -448,6 +457,17 @@ register(
         "(openvino-int8 where OpenVINO is installed and the export has it)",
         "cpu",
         _newsclf("cpu", "auto"),
+        newsclf=True,
+    )
+)
+
+register(
+    Engine(
+        "newsclf-default",
+        "newsclf classify with no option (--device auto, --variant auto) on the export given "
+        "(--export: what a plain newsclf export --onnx makes): the README's commands",
+        "cpu",
+        _newsclf("cpu", "auto", defaults=True),
         newsclf=True,
     )
 )

@@ -148,7 +148,7 @@ def probe(args: argparse.Namespace, sizes: Sizes, device: str) -> None:
         model = args.work / label
         make_model(argparse.Namespace(target=model, tokenizer=None, export_device=None, size=size))
         check = "cuda" if meta["nvidia_driver"] else "cpu"  # every variant's parity there
-        config = ExportConfig(fp16=True, device=check, parity_file=args.data / "test.csv")
+        config = ExportConfig(variants=["fp16"], device=check, parity_file=args.data / "test.csv")
         try:
             variants = export_onnx(model, args.work / f"{label}-onnx", config).variants
         except NewsclfError as exc:  # no CUDA session, a parity failure: recorded, and on

@@ -58,7 +58,7 @@ def make_host_model(folder: Path, parity_texts: Path) -> Path:
     BertForSequenceClassification(BertConfig(**names, **HOST_MODEL)).save_pretrained(folder)
     AutoTokenizer.from_pretrained(embedded_model_dir()).save_pretrained(folder)
     PreprocessingConfig(text_columns=["title", "description"]).save(folder)
-    config = ExportConfig(parity_file=parity_texts)
+    config = ExportConfig(variants=["optimized"], parity_file=parity_texts)
     return export_onnx(folder, folder.parent / "host-onnx", config).output_dir
 
 

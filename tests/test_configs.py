@@ -25,7 +25,9 @@ from newsclf.training import TrainingConfig
         (lambda: TrainingConfig(warmup_ratio=1.5), "--warmup-ratio"),
         (lambda: TrainingConfig(validation_fraction=1.0), "--validation-fraction"),
         (lambda: PreprocessingConfig(max_length=0), "--max-length must be positive"),
-        (lambda: ExportConfig(quantize="int4"), "--quantize must be one of int8"),  # type: ignore[arg-type]
+        (lambda: ExportConfig(variants=["int4"]), "--variants must be one of fp32"),
+        (lambda: ExportConfig(variants=["+int8", "fp16"]), "not both"),
+        (lambda: ExportConfig(variants=["-fp32"]), "always made"),
         (lambda: ExportConfig(device="tpu"), "--device must be one of"),  # type: ignore[arg-type]
         (lambda: ClassifierConfig(max_batch_tokens=-1), "--max-batch-tokens must be positive"),
         (lambda: ClassifyConfig(on_error="ignore"), "--on-error must be one of raise, skip"),  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
     from newsclf import Classifier, ExportConfig, TrainingConfig, export_onnx, train
 
     run = train(TrainingConfig(model="embedded", train_file="train.csv", test_file="test.csv"))
-    export = export_onnx(run.run_dir, config=ExportConfig(quantize="int8"))
+    export = export_onnx(run.run_dir, config=ExportConfig())  # fp16 and the CPU variant
     Classifier(export.output_dir).predict(["Stocks rally as rates fall"]).labels
 
 Names are imported on first use, so `import newsclf` stays light (no torch, no CUDA).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
@@ -137,37 +138,105 @@ def shell_command(args: list[str]) -> str:
 # -- checks, shared by the config dataclasses ---------------------------------------------
 
 
+class _BadValue(InputError):
+    """A value an option cannot take, with the option's name kept apart from the problem, so
+    that a value read from a file is named by its field and file (`config_from_dict`), not by
+    a flag the user never typed."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name} {problem}")
+        self.name = name
+        self.problem = problem
+
+
+def _shown(value: object) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def check_choice(name: str, value: object, choices: Any) -> None:
     allowed = get_args(choices)
     if value not in allowed:
-        raise InputError(f"{name} must be one of {', '.join(allowed)}, not {value!r}.")
+        raise _BadValue(name, f"must be one of {', '.join(allowed)}, not {value!r}.")
 
 
 def check_positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if value is None or value <= 0:
-        raise InputError(f"{name} must be positive, not {value}.")
+    if not _is_number(value) or value <= 0:  # type: ignore[operator]
+        raise _BadValue(name, f"must be positive, not {_shown(value)}.")
 
 
 def check_range(name: str, value: float, low: float, high: float, *, high_open: bool) -> None:
-    inside = low <= value < high if high_open else low <= value <= high
+    inside = _is_number(value) and (low <= value < high if high_open else low <= value <= high)
     if not inside:
         bracket = ")" if high_open else "]"
-        raise InputError(f"{name} must be in [{low:g}, {high:g}{bracket}, not {value}.")
+        raise _BadValue(name, f"must be in [{low:g}, {high:g}{bracket}, not {_shown(value)}.")
+
+
+# What a field of each simple type may hold in a JSON file, and how to say it.
+_JSON_TYPES: dict[Any, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true or false"),
+    int: ((int,), "an integer"),
+    float: ((int, float), "a number"),
+    str: ((str,), "a string"),
+    Path: ((str,), "a path (a string)"),
+}
+
+
+def _type_problem(hint: Any, value: object) -> str | None:
+    """What a value read from a file must be, when it is not of the field's type `hint`;
+    None when it is, or when the type is not a simple one (`__post_init__` checks those)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if value is None and len(options) < len(get_args(hint)):
+            return None
+        problems = [_type_problem(a, value) for a in options]
+        return None if None in problems else " or ".join(p for p in problems if p)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            return "a list"
+        items = get_args(hint)[:1]
+        if items and any(_type_problem(items[0], v) for v in value):
+            return f"a list whose items are each {_type_problem(items[0], object())}"
+        return None
+    if hint not in _JSON_TYPES:
+        return None
+    allowed, described = _JSON_TYPES[hint]
+    if isinstance(value, bool) and bool not in allowed:
+        return described
+    return None if isinstance(value, allowed) else described
 
 
 def config_from_dict(cls: type[C], raw: dict[str, Any], where: str) -> C:
-    """A config dataclass from JSON-like data; unknown keys are an error (a typo would otherwise
-    silently fall back to a default)."""
+    """A config dataclass from JSON-like data read from `where`. Unknown keys are an error (a
+    typo would otherwise silently fall back to a default), and so is a value of the wrong type
+    or out of range, named by the file and the field.
+
+    Raises:
+        InputError: naming `where` and the field.
+    """
     if not isinstance(raw, dict):
         raise InputError(f"{where}: expected a JSON object, found {type(raw).__name__}.")
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(raw) - known)
     if unknown:
         raise InputError(f"{where}: unknown setting(s) {', '.join(unknown)}.")
+    hints = typing.get_type_hints(cls)
+    for name, value in raw.items():
+        expected = _type_problem(hints[name], value)
+        if expected is not None:
+            raise InputError(f"{where}: {name} must be {expected}, not {value!r}.")
+    fields_by_flag = {s.flag.split("/")[0]: s.name for s in option_specs(cls)}
     try:
         return cls(**raw)
+    except _BadValue as exc:
+        field_name = fields_by_flag.get(exc.name, exc.name)
+        raise InputError(f"{where}: {field_name} {exc.problem}") from None
     except TypeError as exc:
         raise InputError(f"{where}: {exc}") from exc
 

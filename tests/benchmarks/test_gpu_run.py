@@ -48,7 +48,7 @@ def test_the_attention_forms_give_the_answers_of_newsclfs_graph(tmp_path: Path) 
     model = tmp_path / "model"
     shape = argparse.Namespace(target=model, tokenizer=None, export_device=None, size="toy")
     make_model(shape)
-    config = ExportConfig(fp16=True, device="cpu", parity_file=SAMPLE_DIR / "test.csv")
+    config = ExportConfig(variants=["fp16"], device="cpu", parity_file=SAMPLE_DIR / "test.csv")
     export = export_onnx(model, tmp_path / "onnx", config).output_dir
     graphs = gpu_attention.build_graphs(model, export / "model_fp16.onnx", tmp_path / "forms")
     assert all(isinstance(path, Path) for path in graphs.values()), graphs

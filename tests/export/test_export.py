@@ -88,7 +88,7 @@ def test_model_without_token_type_ids_exports(tiny_distilbert_dir: Path, tmp_pat
 
     config = tiny_training_config(tiny_distilbert_dir, tmp_path / "run", epochs=1)
     run = NewsTrainer(config).train()
-    result = export_onnx(run.run_dir, None, ExportConfig())
+    result = export_onnx(run.run_dir, None, ExportConfig(variants=["fp32"]))
     model = onnx.load(str(result.output_dir / "model.onnx"))
     assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask"]
     assert result.variants[0].passed
@@ -118,8 +118,10 @@ def test_tampered_export_fails_parity_and_leaves_nothing(
     monkeypatch.setattr(export_module, "export_fp32", export_then_tamper)
     output = tmp_path / "export"
     result = CliRunner().invoke(
-        app, ["export", "--onnx", "--checkpoint", str(tiny_run.run_dir), "--output", str(output)]
-    )
+        app,
+        ["export", "--onnx", "--checkpoint", str(tiny_run.run_dir), "--output", str(output),
+         "--variants", "fp32"],
+    )  # fmt: skip
     text = re.sub(r"\s+", " ", result.output)
     assert result.exit_code == 5, text
     assert "does not match PyTorch" in text and "fp32: max |Δlogits|" in text
@@ -146,10 +148,11 @@ def test_int8_falls_back_to_fp32_ffn_outputs_when_labels_flip(tiny_run, tmp_path
 
     from newsclf.export import (
         INT8_RECIPES,
+        ConversionJob,
+        convert_checked,
         export_fp32,
         load_checkpoint,
         model_input_names,
-        quantize_checked,
     )
 
     model, tokenizer = load_checkpoint(tiny_run.best_dir)
@@ -158,12 +161,15 @@ def test_int8_falls_back_to_fp32_ffn_outputs_when_labels_flip(tiny_run, tmp_path
     tried: list[onnx.ModelProto] = []
 
     class FailsFirst:  # a parity checker whose first int8 attempt disagrees with PyTorch
-        def check(self, variant: str, path: Path) -> SimpleNamespace:
+        def check(self, variant: str, path: Path, recipe: str | None) -> SimpleNamespace:
             tried.append(onnx.load(str(path)))
-            return SimpleNamespace(passed=len(tried) == 2)
+            return SimpleNamespace(passed=len(tried) == 2, recipe=recipe)
 
-    result, recipe = quantize_checked(fp32, tmp_path / "int8.onnx", model.config, FailsFirst())
-    assert result.passed and recipe == INT8_RECIPES[1] and len(tried) == 2
+    job = ConversionJob(
+        "int8", fp32, tmp_path / "model_int8.onnx", model.config, tokenizer, names, 64, list
+    )
+    _, result = convert_checked(job, FailsFirst())  # type: ignore[arg-type]
+    assert result.passed and result.recipe == INT8_RECIPES[1] and len(tried) == 2
 
     def float_weight_matmuls(graph: onnx.GraphProto) -> int:
         weights = {i.name for i in graph.initializer}
@@ -175,7 +181,7 @@ def test_int8_falls_back_to_fp32_ffn_outputs_when_labels_flip(tiny_run, tmp_path
 
 def test_fp16_variant_is_checked_and_loads(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """fp16 is meant for CUDA; without a GPU it is checked (and runs) on the CPU provider."""
-    result = export_onnx(tiny_run.run_dir, tmp_path / "fp16", ExportConfig(fp16=True))
+    result = export_onnx(tiny_run.run_dir, tmp_path / "fp16", ExportConfig(variants=["fp16"]))
     fp16 = next(v for v in result.variants if v.variant == "fp16")
     assert fp16.passed and fp16.label_agreement >= 0.99
     assert fp16.tolerance is None  # judged on labels, not on the fp32 tolerance
@@ -193,9 +199,9 @@ def test_fp16_variant_is_checked_and_loads(tiny_run, tmp_path: Path) -> None:  #
 
 def test_export_again_replaces_the_earlier_export(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     target = tmp_path / "onnx"
-    export_onnx(tiny_run.run_dir, target, ExportConfig(quantize="int8"))
+    export_onnx(tiny_run.run_dir, target, ExportConfig(variants=["int8"]))
     assert (target / "model_int8.onnx").is_file()
-    export_onnx(tiny_run.run_dir, target, ExportConfig(optimize=True))
+    export_onnx(tiny_run.run_dir, target, ExportConfig(variants=["optimized"]))
     assert sorted(ExportFolder.load(target).variants) == ["fp32", "optimized"]
     assert not (target / "model_int8.onnx").exists()  # nothing stale survives
     assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx"]  # no staging or retired folder
@@ -224,7 +230,8 @@ def test_export_command_succeeds_and_reports_each_variant(tiny_run, tmp_path: Pa
             str(tiny_run.run_dir),
             "--output",
             str(output),
-            "--optimize",
+            "--variants",
+            "optimized",
         ],
         env={"COLUMNS": "200"},
     )
@@ -264,7 +271,7 @@ def test_export_folder_has_the_layout_optimum_and_tei_load(tiny_export) -> None:
 
 def test_openvino_variant_is_checked_and_runs_on_openvino(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("openvino")
-    result = export_onnx(tiny_run.run_dir, tmp_path / "ov", ExportConfig(openvino=True))
+    result = export_onnx(tiny_run.run_dir, tmp_path / "ov", ExportConfig(variants=["openvino"]))
     checked = {v.variant: v for v in result.variants}
     assert checked["openvino"].passed and checked["openvino"].label_agreement >= 0.99
     assert checked["openvino"].provider.startswith("OpenVINO-CPU-")

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from newsclf.artifacts import VARIANTS, auto_order
 from newsclf.export import ExportConfig, export_onnx
 from newsclf.inference import Classifier, ClassifierConfig, ClassifyConfig, classify_file
-from newsclf.inference.classifier import AUTO_VARIANTS
 from tests.conftest import SAMPLE_DIR, sample_rows, write_csv
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
@@ -32,17 +32,16 @@ WORDS = sorted(
 @pytest.fixture(scope="module")
 def every_variant(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     """The tiny run with every CPU variant, the OpenVINO ones where OpenVINO is installed."""
-    config = ExportConfig(
-        optimize=True, quantize="int8", openvino=HAS_OPENVINO, openvino_int8=HAS_OPENVINO
-    )
+    openvino = ["openvino", "openvino-int8"] if HAS_OPENVINO else []
+    config = ExportConfig(variants=["optimized", "int8", *openvino])
     return export_onnx(
         tiny_run.run_dir, tmp_path_factory.mktemp("every") / "onnx", config
     ).output_dir
 
 
 def _auto_variants() -> list[str]:
-    variants = [v for v in AUTO_VARIANTS["cpu"]]
-    return [v for v in variants if HAS_OPENVINO or not v.startswith("openvino")]
+    variants = [s for s in auto_order("cpu") if s.batch_invariant]
+    return [s.name for s in variants if HAS_OPENVINO or s.runtime != "openvino"]
 
 
 texts_strategy = st.lists(
@@ -98,7 +97,8 @@ def test_files_give_the_same_labels_whatever_the_chunks(
 
 
 def test_auto_never_picks_dynamic_int8(every_variant: Path) -> None:
-    assert "int8" not in AUTO_VARIANTS["cpu"]
+    assert not VARIANTS["int8"].batch_invariant
+    assert "int8" not in _auto_variants()
     auto = Classifier(every_variant, ClassifierConfig(device="cpu"))
     assert auto.variant == ("openvino-int8" if HAS_OPENVINO else "optimized")
     if HAS_OPENVINO:  # the report names what ran: int8 MatMuls, the rest at OpenVINO's hint

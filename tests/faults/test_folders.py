@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +71,28 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda f: _edit_json(f / "newsclf_preprocessing.json", lambda p: p.pop("max_length")),
         "lacks max_length",
     ),
+    "a max_length that is not a number": (
+        lambda f: _edit_json(
+            f / "newsclf_preprocessing.json", lambda p: p.update(max_length="abc")
+        ),
+        "newsclf_preprocessing.json: max_length must be an integer, not 'abc'",
+    ),
+    "a max_length that is not positive": (
+        lambda f: _edit_json(f / "newsclf_preprocessing.json", lambda p: p.update(max_length=-5)),
+        "newsclf_preprocessing.json: max_length must be positive, not -5",
+    ),
+    "text columns that are not names": (
+        lambda f: _edit_json(
+            f / "newsclf_preprocessing.json", lambda p: p.update(text_columns=[1])
+        ),
+        "newsclf_preprocessing.json: text_columns must be a list whose items are each a string",
+    ),
+    "a variant file the registry does not name": (
+        lambda f: _edit_json(
+            f / "newsclf_export.json", lambda m: m["variants"]["fp32"].update(file="../x.onnx")
+        ),
+        "variant 'fp32' names the file '../x.onnx', not model.onnx",
+    ),
     "inputs that are not a text classifier's": (
         lambda f: _edit_json(f / "newsclf_export.json", lambda m: m.update(input_names=["x"])),
         "are not a text classifier's",
@@ -94,6 +118,53 @@ def test_a_damaged_export_folder_is_refused_naming_what_is_wrong(
     assert code == ModelError.exit_code, text
     assert message in text and "Traceback" not in text
     assert not output.exists() and not list(tmp_path.glob(".out.csv*"))
+    # A setting read from a file is named by its field, not by an option never typed.
+    assert "--max-length" not in text
+
+
+def _scramble(path: Path) -> None:
+    """4 KiB of random bytes where a variant's graph was."""
+    path.write_bytes(random.Random(0).randbytes(4096))
+
+
+def test_a_damaged_variant_file_is_an_error_in_use_and_a_warning_otherwise(
+    tiny_export, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    folder = _copy(tiny_export.output_dir, tmp_path)
+    _scramble(folder / "model_int8.onnx")  # auto never uses it (dynamic int8)
+    output = tmp_path / "auto.csv"
+    result = CliRunner().invoke(
+        app,
+        ["classify", str(SAMPLE_DIR / "test.csv"), "--model", str(folder), "--device", "cpu",
+         "--output", str(output)],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0, text
+    assert "variant optimized" in text and output.is_file()
+    assert re.search(r"warning: \S*model_int8\.onnx \(int8 variant\) is not the file", text)
+
+    asked = CliRunner().invoke(
+        app,
+        ["classify", str(SAMPLE_DIR / "test.csv"), "--model", str(folder), "--variant", "int8",
+         "--output", str(tmp_path / "int8.csv")],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    text = " ".join(asked.output.split())
+    assert asked.exit_code == ModelError.exit_code, text
+    assert "model_int8.onnx (int8 variant) is not the file this export wrote" in text
+    assert not (tmp_path / "int8.csv").exists()
+
+
+def test_every_damaged_or_missing_variant_file_is_reported(tiny_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = _copy(tiny_export.output_dir, tmp_path)
+    _scramble(folder / "model_int8.onnx")
+    (folder / "model_optimized.onnx").unlink()
+    export = ExportFolder.load(folder)
+    damaged = {d.variant: d.problem for d in export.damaged_variants()}
+    assert damaged.keys() == {"int8", "optimized"}
+    assert damaged["optimized"] == "is missing" and "checksum differs" in damaged["int8"]
+    assert export.verify("fp32") == folder / "model.onnx"  # the sound one still runs
 
 
 def test_a_truncated_graph_whose_checksum_matches_is_refused(tiny_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

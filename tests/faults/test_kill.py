@@ -91,7 +91,7 @@ def test_export_killed_midway_keeps_the_earlier_export(
     shutil.copytree(tiny_export.output_dir, target)
     manifest = (target / "newsclf_export.json").read_text()
     process = _start(["export", "--onnx", "--checkpoint", str(tiny_run.run_dir),
-                      "--output", str(target), "--optimize", "--quantize", "int8"])  # fmt: skip
+                      "--output", str(target), "--variants", "optimized,int8"])  # fmt: skip
     _kill_when(
         process, lambda: any(p.is_dir() and any(p.iterdir()) for p in _partials(tmp_path)), 180
     )
@@ -99,8 +99,10 @@ def test_export_killed_midway_keeps_the_earlier_export(
     assert _partials(tmp_path)
 
     result = CliRunner().invoke(
-        app, ["export", "--onnx", "--checkpoint", str(tiny_run.run_dir), "--output", str(target)]
-    )
+        app,
+        ["export", "--onnx", "--checkpoint", str(tiny_run.run_dir), "--output", str(target),
+         "--variants", "fp32"],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert not _partials(tmp_path) and not list(tmp_path.glob(".onnx.old"))
     assert json.loads((target / "newsclf_export.json").read_text())["variants"].keys() == {"fp32"}

@@ -1,5 +1,5 @@
-"""newsclf's on-disk formats: the run folder, the export folder, the preprocessing settings that
-travel with a model, and the model card."""
+"""newsclf's on-disk formats: the run folder, the export folder and the registry of its variants,
+the preprocessing settings that travel with a model, and the model card."""
 
 from typing import TYPE_CHECKING
 
@@ -23,18 +23,28 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "read_parity_sample": "run_folder",
         "write_ensemble_description": "run_folder",
         "ExportFolder": "export_folder",
-        "VARIANT_FILES": "export_folder",
-        "OPENVINO_VARIANTS": "export_folder",
+        "DamagedVariant": "export_folder",
         "MANIFEST_FILE": "export_folder",
         "REPORT_FILE": "export_folder",
         "is_export": "export_folder",
         "latest_export": "export_folder",
         "write_manifest": "export_folder",
-        "variant_flag": "export_folder",
         "file_sha256": "export_folder",
         "read_model_config": "model_files",
         "label_names_of": "model_files",
         "load_checked_tokenizer": "model_files",
+        "VARIANTS": "variants",
+        "VariantSpec": "variants",
+        "VariantPlan": "variants",
+        "LeftOut": "variants",
+        "AutoChoice": "variants",
+        "Candidate": "variants",
+        "auto_order": "variants",
+        "choose_auto": "variants",
+        "check_variant_name": "variants",
+        "check_variants_request": "variants",
+        "default_variants": "variants",
+        "plan_variants": "variants",
         "model_card": "card",
         "write_model_card": "card",
     },
@@ -44,14 +54,12 @@ if TYPE_CHECKING:
     from newsclf.artifacts.card import model_card, write_model_card
     from newsclf.artifacts.export_folder import (
         MANIFEST_FILE,
-        OPENVINO_VARIANTS,
         REPORT_FILE,
-        VARIANT_FILES,
+        DamagedVariant,
         ExportFolder,
         file_sha256,
         is_export,
         latest_export,
-        variant_flag,
         write_manifest,
     )
     from newsclf.artifacts.model_files import (
@@ -73,4 +81,18 @@ if TYPE_CHECKING:
         write_ensemble_description,
         write_parity_sample,
         write_validation_rows,
+    )
+    from newsclf.artifacts.variants import (
+        VARIANTS,
+        AutoChoice,
+        Candidate,
+        LeftOut,
+        VariantPlan,
+        VariantSpec,
+        auto_order,
+        check_variant_name,
+        check_variants_request,
+        choose_auto,
+        default_variants,
+        plan_variants,
     )

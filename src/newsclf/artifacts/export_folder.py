@@ -1,6 +1,6 @@
 """The export folder format: what `newsclf export --onnx` writes and everything else reads.
 
-model.onnx, model_optimized.onnx, model_fp16.onnx, model_int8.onnx   variants (some)
+model.onnx and the other variants' files      named by the variant registry (`variants.py`)
 config.json, tokenizer files                 a standard Hugging Face folder: Optimum and
                                               text-embeddings-inference load it as it is
 newsclf_preprocessing.json                    text cleaning and tokenization settings
@@ -25,20 +25,9 @@ from newsclf.artifacts.model_files import (
     read_model_config,
 )
 from newsclf.artifacts.preprocessing import PREPROCESSING_FILE, PreprocessingConfig
+from newsclf.artifacts.variants import VARIANTS
 from newsclf.errors import ModelError
 
-VARIANT_FILES = {
-    "fp32": "model.onnx",
-    "optimized": "model_optimized.onnx",
-    "fp16": "model_fp16.onnx",
-    "int8": "model_int8.onnx",
-    # The fp32 file, run by OpenVINO: a variant of its own because it is checked on its own.
-    "openvino": "model.onnx",
-    # OpenVINO IR: the .xml graph and its .bin weights beside it.
-    "openvino-int8": "model_openvino_int8.xml",
-}
-# Variants that run on OpenVINO (the CPU), not ONNX Runtime.
-OPENVINO_VARIANTS = ("openvino", "openvino-int8")
 MANIFEST_FILE = "newsclf_export.json"
 REPORT_FILE = "export_report.json"
 _REQUIRED = (
@@ -60,13 +49,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def variant_flag(variant: str) -> str:
-    """The export option that adds `variant`."""
-    flags = {"optimized": "--optimize", "fp16": "--fp16", "int8": "--quantize int8"}
-    flags["openvino-int8"] = "--openvino-int8"
-    return flags.get(variant, f"--{variant}" if variant != "fp32" else "")
-
-
 def write_manifest(
     folder: Path,
     label_names: list[str],
@@ -81,8 +63,9 @@ def write_manifest(
     variants: dict[str, dict[str, str]] = {}
     for variant, path in files.items():
         variants[variant] = {"file": path.name, "sha256": file_sha256(path)}
-        if path.suffix == ".xml":  # OpenVINO IR: its weights are in the .bin beside it
-            weights = path.with_suffix(".bin")
+        data_file = VARIANTS[variant].data_file
+        if data_file is not None:  # OpenVINO IR: its weights are in the .bin beside it
+            weights = path.with_name(data_file)
             variants[variant] |= {"data_file": weights.name, "data_sha256": file_sha256(weights)}
     manifest = {
         "label_names": label_names,
@@ -137,18 +120,17 @@ def _checked_manifest(path: Path) -> dict[str, Any]:
         problem = "its calibration has no positive, finite temperature"
     else:
         for name, info in variants.items():
-            if name not in VARIANT_FILES:
+            spec = VARIANTS.get(name)
+            if spec is None:
                 problem = f"unknown variant {name!r}"
             elif not isinstance(info, dict) or not {"file", "sha256"} <= set(info):
                 problem = f"variant {name!r} lacks its file or sha256"
-            elif any(
-                Path(str(info[key])).name != info[key]
-                for key in ("file", "data_file")
-                if key in info
+            elif info["file"] != spec.file:
+                problem = f"variant {name!r} names the file {info['file']!r}, not {spec.file}"
+            elif spec.data_file is not None and (
+                info.get("data_file") != spec.data_file or "data_sha256" not in info
             ):
-                problem = f"variant {name!r} names a file outside the folder"
-            elif str(info["file"]).endswith(".xml") and "data_sha256" not in info:
-                problem = f"variant {name!r} lacks its weights file"
+                problem = f"variant {name!r} lacks its weights file {spec.data_file}"
             if problem:
                 break
     if problem:
@@ -164,6 +146,18 @@ def _valid_temperature(calibration: Any) -> bool:
     return is_number and math.isfinite(value) and value > 0
 
 
+@dataclass(frozen=True)
+class DamagedVariant:
+    """A variant whose file is missing or is not the file the export wrote."""
+
+    variant: str
+    file: Path
+    problem: str
+
+    def message(self) -> str:
+        return f"{self.file} ({self.variant} variant) {self.problem}; export again."
+
+
 @dataclass
 class ExportFolder:
     """A self-contained export: ONNX variants, tokenizer, label map, preprocessing, manifest."""
@@ -175,10 +169,13 @@ class ExportFolder:
     variants: dict[str, Path]
     manifest: dict[str, Any] = field(default_factory=dict)
     tokenizer: Any = field(default=None, repr=False)
+    # Checksums computed so far, so that no file is read twice.
+    _digests: dict[Path, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | Path) -> ExportFolder:
-        """Read and check an export folder.
+        """Read and check an export folder (its variants' files are checked by `verify` and
+        `damaged_variants`).
 
         Raises:
             ModelError: the folder is missing, incomplete, or mixes files of different models.
@@ -194,15 +191,6 @@ class ExportFolder:
             )
         manifest = _checked_manifest(path / MANIFEST_FILE)
         variants = {name: path / info["file"] for name, info in manifest["variants"].items()}
-        lost = sorted(
-            name
-            for name, info in manifest["variants"].items()
-            if not all((path / info[k]).is_file() for k in ("file", "data_file") if k in info)
-        )
-        if lost:
-            raise ModelError(
-                f"{path}: the manifest lists variant(s) {', '.join(lost)} whose file is missing."
-            )
         config = read_model_config(path)
         label_names = label_names_of(config, path)
         if label_names != manifest["label_names"]:
@@ -238,28 +226,47 @@ class ExportFolder:
         """The variant's file, after checking it is the very file this export wrote.
 
         Raises:
-            ModelError: the folder lacks the variant, or its file's checksum differs.
+            ModelError: the folder lacks the variant, or its file is missing, its checksum
+                differs, or (ONNX) it is not a graph of this model.
         """
         if variant not in self.variants:
             raise ModelError(
                 f"{self.path} has no {variant} variant (it has {', '.join(self.variants)}). "
-                f"Export it with: newsclf export --onnx {variant_flag(variant)}"
+                f"Export it with: newsclf export --onnx {VARIANTS[variant].flag}"
             )
+        damage = self._damage(variant)
+        if damage is not None:
+            raise ModelError(damage.message())
         file = self.variants[variant]
-        info = self.manifest["variants"][variant]
-        checked = [(file, info["sha256"])]
-        if "data_file" in info:
-            checked.append((self.path / info["data_file"], info["data_sha256"]))
-        for path, sha256 in checked:
-            if file_sha256(path) != sha256:
-                raise ModelError(
-                    f"{path} is not the file this export wrote (its checksum differs from "
-                    f"{MANIFEST_FILE}); it comes from another model or was modified. "
-                    "Export again."
-                )
         if file.suffix == ".onnx":  # OpenVINO checks its own IR as it reads it
             check_graph(file, self.input_names, len(self.label_names))
         return file
+
+    def damaged_variants(self) -> list[DamagedVariant]:
+        """Every variant, used or not, whose file (or weights file) is missing or differs from
+        the checksum the manifest recorded: `verify` refuses the one in use; the others are
+        worth a warning."""
+        found = [self._damage(variant) for variant in self.variants]
+        return [d for d in found if d is not None]
+
+    def _damage(self, variant: str) -> DamagedVariant | None:
+        info = self.manifest["variants"][variant]
+        checked = [(self.path / info["file"], info["sha256"])]
+        if "data_file" in info:
+            checked.append((self.path / info["data_file"], info["data_sha256"]))
+        for path, sha256 in checked:
+            if not path.is_file():
+                return DamagedVariant(variant, path, "is missing")
+            if path not in self._digests:
+                self._digests[path] = file_sha256(path)
+            if self._digests[path] != sha256:
+                return DamagedVariant(
+                    variant,
+                    path,
+                    f"is not the file this export wrote (its checksum differs from "
+                    f"{MANIFEST_FILE}): it comes from another model or was modified",
+                )
+        return None
 
     def load_tokenizer(self) -> Any:
         """The export's tokenizer (checked against the model when the folder was loaded)."""

@@ -16,6 +16,7 @@ from rich.text import Text
 from newsclf.cli.classify import classify
 from newsclf.cli.console import console
 from newsclf.cli.distill import distill
+from newsclf.cli.env import env
 from newsclf.cli.export import export
 from newsclf.cli.soup import soup
 from newsclf.cli.train import train
@@ -35,7 +36,7 @@ app = typer.Typer(
 
 @app.callback()
 def _root() -> None:
-    """newsclf: train, tune, soup, export --onnx, classify."""
+    """newsclf: train, tune, soup, distill, export --onnx, classify, env."""
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -68,7 +69,7 @@ def handle_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-for _command in (train, tune, soup, distill, export, classify):
+for _command in (train, tune, soup, distill, export, classify, env):
     app.command(name=_command.__name__)(handle_errors(_command))
 
 

@@ -157,7 +157,7 @@ def _classify_locally(
 
     from newsclf.artifacts import latest_export
     from newsclf.cli.progress import RowProgress
-    from newsclf.cli.render import classify_summary
+    from newsclf.cli.render import classifier_notes, classify_summary
     from newsclf.inference import Classifier, classify_file
 
     classifier = Classifier(model or latest_export(), runtime)
@@ -170,6 +170,7 @@ def _classify_locally(
             f" (device {classifier.device})",
         )
     )
+    console.print(classifier_notes(classifier))
     with RowProgress(console) as progress:
         result = classify_file(
             input,

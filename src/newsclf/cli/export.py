@@ -16,6 +16,10 @@ from newsclf.options import option_specs
 EXPORT_OPTIONS = option_specs(ExportConfig)
 
 
+def _retired(flag: str) -> Any:
+    return typer.Option(flag, hidden=True, help="Retired: use --variants.")
+
+
 @with_options(EXPORT_OPTIONS)
 def export(
     onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format).")] = False,
@@ -26,6 +30,12 @@ def export(
     output: Annotated[
         Path | None, typer.Option(help="Export folder. Default: RUN_DIR/onnx.")
     ] = None,
+    # The variant flags of newsclf 0.3, which --variants replaced: refused, naming what to use.
+    optimize: Annotated[bool, _retired("--optimize")] = False,
+    fp16: Annotated[bool, _retired("--fp16")] = False,
+    quantize: Annotated[str | None, _retired("--quantize")] = None,
+    openvino: Annotated[bool, _retired("--openvino")] = False,
+    openvino_int8: Annotated[bool, _retired("--openvino-int8")] = False,
     **options: Any,
 ) -> None:
     """Export a checkpoint to ONNX and prove it matches PyTorch (fails if it does not)."""
@@ -35,6 +45,22 @@ def export(
 
     if not onnx:
         raise InputError("Say which format: newsclf export --onnx (the only one supported).")
+    retired = {
+        "--optimize": ("optimized", optimize),
+        "--fp16": ("fp16", fp16),
+        "--quantize": ("int8", quantize is not None),
+        "--openvino": ("openvino", openvino),
+        "--openvino-int8": ("openvino-int8", openvino_int8),
+    }
+    given = {flag: variant for flag, (variant, used) in retired.items() if used}
+    if given:
+        raise InputError(
+            f"{', '.join(given)}: retired, replaced by --variants. A plain "
+            "newsclf export --onnx makes the variants --variant auto picks (fp16 for CUDA and "
+            "the fastest CPU variant); add to them with --variants "
+            f"{','.join('+' + v for v in given.values())}, or give the whole list: --variants "
+            f"{','.join(given.values())}."
+        )
     config = ExportConfig(**values(options, EXPORT_OPTIONS))
     with console.status("exporting and checking parity..."):
         result = export_onnx(checkpoint or latest_run(), output, config)

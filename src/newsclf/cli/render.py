@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -18,21 +19,23 @@ from rich.text import Text
 from newsclf.metrics import ClassificationMetrics, percent
 
 if TYPE_CHECKING:
+    from newsclf.artifacts import AutoChoice
     from newsclf.combine import SoupResult
     from newsclf.distillation import DistillPlan, DistillResult
     from newsclf.export import ExportResult
-    from newsclf.inference import ClassifyResult
+    from newsclf.inference import Classifier, ClassifyResult, EnvironmentReport
     from newsclf.integrations.ray import RayClassifyResult
     from newsclf.training import StepPlan, TrainingPlan, TrainResult
     from newsclf.tuning import TrialRecord, TuneResult
 
 
-def _table(title: str, caption: str | None = None) -> Table:
+def _table(title: str, caption: str | None = None, **options: Any) -> Table:
     return Table(
         title=Text(title),
         title_justify="left",
         caption=Text(caption) if caption else None,
         caption_justify="left",
+        **options,
     )
 
 
@@ -213,14 +216,23 @@ def soup_summary(result: SoupResult) -> RenderableType:
 
 def export_table(result: ExportResult) -> RenderableType:
     """One row per exported variant: size, parity figures and speed."""
+    # Nine columns and OpenVINO's long provider names: no inner rules, one space between
+    # columns, so that the figures fit 80 columns (the provider folds rather than any figure).
     table = _table(
         f"ONNX export: {result.output_dir}",
         "agree: same label as PyTorch on the parity texts; all shapes: also on short "
         "fragments and max-length truncations. ms: median per batch.",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+        show_edge=False,
     )
     for name in ("variant", "MB", "max |Δ|", "agree", "all shapes", "acc Δ", "ms", "on", "ok"):
         table.add_column(
-            name, justify="left" if name in ("variant", "on") else "right", no_wrap=True
+            name,
+            justify="left" if name in ("variant", "on") else "right",
+            no_wrap=name != "on",
+            overflow="fold",
         )
     for v in result.variants:
         delta = v.accuracy_delta
@@ -236,12 +248,13 @@ def export_table(result: ExportResult) -> RenderableType:
             Text("pass", style="bold green") if v.passed else Text("FAIL", style="bold red"),
         )
     notes = [f"parity texts: {result.parity_source}"]
-    if result.int8_recipe:
-        notes.append(f"int8 recipe: {result.int8_recipe}")
+    notes += [f"{v.variant} recipe: {v.recipe}" for v in result.variants if v.recipe]
     notes += [
         f"note: {v.variant}: {v.fallback_reason}" for v in result.variants if v.fallback_reason
     ]
-    return Group(table, Text("\n".join(notes)), calibration_note(result))
+    parts: list[RenderableType] = [table, Text("\n".join(notes))]
+    parts += [Text(f"note: {lo.message()}", "yellow") for lo in result.left_out]
+    return Group(*parts, calibration_note(result))
 
 
 def calibration_note(result: ExportResult) -> Text:
@@ -431,3 +444,71 @@ def ray_workers_table(result: RayClassifyResult) -> Table:
             f"{w.rows_per_s:,.1f}",
         )
     return table
+
+
+def classifier_notes(classifier: Classifier) -> Text:
+    """Before a run: the faster variant `--variant auto` would have taken, and how to get it;
+    the export's damaged variant files that are not used (the one in use was verified)."""
+    lines = []
+    hint = classifier.auto_choice.hint() if classifier.auto_choice is not None else None
+    if hint:
+        lines.append(f"note: {hint}")
+    lines += [f"warning: {d.message()}" for d in classifier.damaged_variants]
+    return Text("\n".join(lines), "yellow", end="\n" if lines else "")
+
+
+def auto_choice_lines(choice: AutoChoice) -> list[str]:
+    """Each variant of auto's order on a device: taken, or why not."""
+    return [f"{c.variant}: {c.verdict} ({c.reason})" for c in choice.candidates]
+
+
+def environment_text(report: EnvironmentReport) -> str:
+    """`newsclf env`: a plain-text block to paste into a bug report."""
+    versions = report.versions
+    ort_name = "onnxruntime-gpu" if versions.get("onnxruntime-gpu") else "onnxruntime"
+    built_for = f", built for CUDA {report.cuda.cuda_version}" if report.cuda.cuda_version else ""
+    features = ", ".join(
+        f"{name} {'yes' if present else 'no'}" for name, present in report.cpu_features.items()
+    )
+    gpus = ", ".join(report.gpus) or ("none" if report.nvidia_driver is None else "unknown")
+    driver = report.nvidia_driver or "no NVIDIA driver"
+    if report.cuda.works:
+        cuda = "yes: a session comes up on CUDAExecutionProvider"
+    else:
+        cuda = f"no: {report.cuda.reason}"
+        if report.cuda.missing_libraries:
+            cuda += f" (missing: {', '.join(report.cuda.missing_libraries)})"
+    lines = [
+        "Copy and paste the text below into your bug report.",
+        "",
+        f"- newsclf: {versions.get('newsclf') or 'not installed'}",
+        f"- Platform: {report.platform}",
+        f"- Python: {report.python}",
+    ]
+    lines += [
+        f"- {name}: {versions.get(name) or 'not installed'}"
+        for name in ("torch", "transformers", "tokenizers", "onnx")
+    ]
+    lines += [
+        f"- {ort_name}: {versions.get(ort_name) or 'not installed'}{built_for}; providers: "
+        f"{', '.join(report.onnxruntime_providers)}",
+        f"- openvino: {versions.get('openvino') or 'not installed'}",
+        f"- nncf: {versions.get('nncf') or 'not installed'}",
+        f"- CPU: {report.cpu}, {report.cores} cores usable ({report.logical_cpus} logical); "
+        f"{features}",
+        f"- GPU: {gpus}; driver: {driver}",
+        f"- ONNX Runtime on CUDA: {cuda}",
+        f"- --device auto runs on: {report.device}",
+    ]
+    if report.model is not None:
+        model = report.model
+        choice = model.choice
+        lines += [
+            f"- Export: {model.path} holds {', '.join(model.variants)}",
+            f"- --variant auto here ({choice.device}): {choice.variant or 'nothing it can run'}",
+        ]
+        lines += [f"    {line}" for line in auto_choice_lines(choice)]
+        if choice.hint():
+            lines.append(f"- Faster: {choice.hint()}")
+        lines += [f"- Damaged: {message}" for message in model.damaged]
+    return "\n".join(lines)

@@ -17,13 +17,14 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "negative_log_likelihood": "calibration",
         "ECE_BINS": "calibration",
         "ExportConfig": "config",
-        "Quantize": "config",
         "export_fp32": "convert",
         "optimize_graph": "convert",
         "convert_fp16": "convert",
         "quantize_int8": "convert",
         "model_input_names": "convert",
         "INT8_RECIPES": "convert",
+        "ConversionJob": "convert",
+        "converter_of": "convert",
         "ParityChecker": "parity",
         "VariantParity": "parity",
         "parity_cases": "parity",
@@ -32,7 +33,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "ExportResult": "exporter",
         "load_checkpoint": "exporter",
         "load_for_export": "exporter",
-        "quantize_checked": "exporter",
+        "convert_checked": "exporter",
     },
 )
 
@@ -46,10 +47,12 @@ if TYPE_CHECKING:
         fit_temperature,
         negative_log_likelihood,
     )
-    from newsclf.export.config import ExportConfig, Quantize
+    from newsclf.export.config import ExportConfig
     from newsclf.export.convert import (
         INT8_RECIPES,
+        ConversionJob,
         convert_fp16,
+        converter_of,
         export_fp32,
         model_input_names,
         optimize_graph,
@@ -57,9 +60,9 @@ if TYPE_CHECKING:
     )
     from newsclf.export.exporter import (
         ExportResult,
+        convert_checked,
         export_onnx,
         load_checkpoint,
         load_for_export,
-        quantize_checked,
     )
     from newsclf.export.parity import ParityChecker, VariantParity, encode, parity_cases

@@ -1,13 +1,21 @@
 """The conversions of an export, each from the fp32 graph: `export_fp32` (torch's dynamo
-exporter), `optimize_graph` (ONNX Runtime's transformer fusions), `convert_fp16` and
-`quantize_int8`. Checking them against PyTorch is `newsclf.export.parity`'s job."""
+exporter), `optimize_graph` (ONNX Runtime's transformer fusions), `convert_fp16`,
+`quantize_int8` and `quantize_openvino_int8`. Checking them against PyTorch is
+`newsclf.export.parity`'s job.
+
+The variant registry (`newsclf.artifacts.VARIANTS`) names each variant's converter, one of the
+`make_*` generators below: given a `ConversionJob`, it writes the variant's file and yields it
+with the name of the recipe used, once per recipe it tries; the exporter checks each attempt
+and keeps the first that passes.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +223,72 @@ def _matmuls_after_gelu(model: Any) -> list[str]:
         for node in model.graph.node
         if node.op_type == "MatMul" and producers.get(node.input[0]) in _GELU_OPS
     ]
+
+
+# -- the registry's converters ------------------------------------------------------------------
+
+# What a converter yields: the file it wrote and the recipe it used (None: its only one).
+Attempt = tuple[Path, str | None]
+
+
+@dataclass
+class ConversionJob:
+    """What a variant's converter works from: the checked fp32 graph, where the registry says
+    the variant's file goes, and what the model and its text settings are."""
+
+    variant: str
+    fp32: Path
+    target: Path
+    model_config: Any
+    tokenizer: Any
+    input_names: list[str]
+    max_length: int
+    # Training texts to calibrate static quantization on, read on first use (only the
+    # variants that calibrate need them, and a run may lack them).
+    calibration_texts: Callable[[], list[str]]
+
+
+def make_optimized(job: ConversionJob) -> Iterator[Attempt]:
+    yield optimize_graph(job.fp32, job.target, job.model_config), None
+
+
+def make_fp16(job: ConversionJob) -> Iterator[Attempt]:
+    yield convert_fp16(job.fp32, job.target, job.model_config), None
+
+
+def make_int8(job: ConversionJob) -> Iterator[Attempt]:
+    """Every MatMul in int8 first; if that flips too many labels, the FFN output MatMuls kept
+    in fp32."""
+    for recipe in INT8_RECIPES:
+        yield quantize_int8(job.fp32, job.target, job.model_config, recipe), recipe
+
+
+def make_openvino(job: ConversionJob) -> Iterator[Attempt]:
+    """Nothing to convert: OpenVINO runs the fp32 graph itself (its file is the fp32 file)."""
+    yield job.target, None
+
+
+def make_openvino_int8(job: ConversionJob) -> Iterator[Attempt]:
+    texts = job.calibration_texts()
+    yield (
+        quantize_openvino_int8(
+            job.fp32, job.target, job.tokenizer, job.input_names, texts, job.max_length
+        ),
+        None,
+    )
+
+
+def converter_of(reference: str) -> Callable[[ConversionJob], Iterator[Attempt]]:
+    """The converter a registry entry names as "module:function".
+
+    Raises:
+        ModelError: the name does not resolve to a function.
+    """
+    import importlib
+
+    module_name, _, function = reference.partition(":")
+    try:
+        converter = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f"The variant converter {reference!r} cannot be loaded: {exc}") from None
+    return converter  # type: ignore[no-any-return]

@@ -1,16 +1,16 @@
 """`newsclf export --onnx`: a checkpoint becomes a self-contained ONNX folder, proven equal.
 
 Export and validation are separate steps (as in optimum's exporters): `export_fp32` writes the
-graph, `optimize_graph` / `convert_fp16` / `quantize_int8` derive the variants, and
-`parity.ParityChecker` compares each with PyTorch. Everything is written to a hidden staging
-folder that replaces the output only when every check passed, so a failed export leaves nothing
-that looks finished (and an earlier export stays as it was).
+graph, each variant's converter (named by the variant registry, `newsclf.artifacts.VARIANTS`)
+derives its file from it, and `parity.ParityChecker` compares each with PyTorch. Everything is
+written to a hidden staging folder that replaces the output only when every check passed, so a
+failed export leaves nothing that looks finished (and an earlier export stays as it was).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,14 @@ import torch
 from newsclf.artifacts import (
     CALIBRATION_ROWS,
     REPORT_FILE,
-    VARIANT_FILES,
+    VARIANTS,
+    LeftOut,
     PreprocessingConfig,
     RunFolder,
     is_export,
     label_names_of,
     load_checked_tokenizer,
+    plan_variants,
     read_model_config,
     resolve_checkpoint,
     write_manifest,
@@ -36,17 +38,15 @@ from newsclf.errors import InputError, ModelError, ParityError
 from newsclf.export.calibration import Calibration, calibrate_on_validation
 from newsclf.export.config import ExportConfig
 from newsclf.export.convert import (
-    INT8_RECIPES,
-    convert_fp16,
+    ConversionJob,
+    converter_of,
     export_fp32,
     model_input_names,
-    optimize_graph,
-    quantize_int8,
-    quantize_openvino_int8,
 )
 from newsclf.export.parity import (
     ParityChecker,
     VariantParity,
+    has_calibration_texts,
     load_calibration_texts,
     load_parity_texts,
 )
@@ -61,9 +61,15 @@ class ExportResult:
     output_dir: Path
     variants: list[VariantParity]
     parity_source: str
-    int8_recipe: str | None
     report: dict[str, Any]
     calibration: Calibration
+    # Default variants not made because their packages are missing here.
+    left_out: list[LeftOut] = field(default_factory=list)
+
+    @property
+    def int8_recipe(self) -> str | None:
+        """The int8 recipe that passed (None without an int8 variant)."""
+        return next((v.recipe for v in self.variants if v.variant == "int8"), None)
 
 
 def load_checkpoint(best_dir: Path) -> tuple[Any, Any]:
@@ -147,7 +153,9 @@ def export_onnx(
     folder) the export is uncalibrated (T = 1) and `ExportResult.calibration` says why.
     """
     config = config or ExportConfig()
+    plan_variants(config.variants)  # a variant asked for whose packages are missing: fail fast
     model, tokenizer, pre, source_dir, run_dir = load_for_export(Path(checkpoint))
+    plan = plan_variants(config.variants, has_calibration_texts(run_dir, config.calibration_file))
     output_dir = (
         Path(output_dir) if output_dir else RunFolder(run_dir or source_dir.parent).export_dir
     )
@@ -164,33 +172,30 @@ def export_onnx(
     # The confidence calibration (a temperature), not openvino-int8's calibration texts below.
     confidence = calibrate_on_validation(model, tokenizer, input_names, pre.max_length, run_dir)
     with atomic_directory(output_dir) as staging:
-        files = export_variants(model, staging, input_names, tokenizer, config)
+        fp32 = export_fp32(
+            model, tokenizer, input_names, staging / VARIANTS["fp32"].file, config.opset
+        )
         checker = ParityChecker(model, tokenizer, pre, input_names, texts, labels, config)
-        results = [checker.check(variant, path) for variant, path in files.items()]
-        int8_recipe = None
-        if config.quantize == "int8":
-            files["int8"] = staging / VARIANT_FILES["int8"]
-            int8_result, int8_recipe = quantize_checked(
-                files["fp32"], files["int8"], model.config, checker
+        files = {"fp32": fp32}
+        results = [checker.check("fp32", fp32)]
+        for variant in plan.variants:
+            if variant == "fp32":
+                continue
+            job = ConversionJob(
+                variant=variant,
+                fp32=fp32,
+                target=staging / VARIANTS[variant].file,
+                model_config=model.config,
+                tokenizer=tokenizer,
+                input_names=input_names,
+                max_length=pre.max_length,
+                calibration_texts=lambda: load_calibration_texts(
+                    run_dir, config.calibration_file, pre, CALIBRATION_ROWS
+                )[0],
             )
-            results.append(int8_result)
-        if config.openvino:
-            files["openvino"] = files["fp32"]
-            results.append(checker.check("openvino", files["fp32"]))
-        if config.openvino_int8:
-            calibration, _ = load_calibration_texts(
-                run_dir, config.calibration_file, pre, CALIBRATION_ROWS
-            )
-            files["openvino-int8"] = quantize_openvino_int8(
-                files["fp32"],
-                staging / VARIANT_FILES["openvino-int8"],
-                tokenizer,
-                input_names,
-                calibration,
-                pre.max_length,
-            )
-            results.append(checker.check("openvino-int8", files["openvino-int8"]))
-        report = _report(source_dir, parity_source, input_names, results, config, int8_recipe)
+            files[variant], result = convert_checked(job, checker)
+            results.append(result)
+        report = _report(source_dir, parity_source, input_names, results, config, plan.left_out)
         report["calibration"] = confidence.to_dict()
         failed = [r for r in results if not r.passed]
         if failed:
@@ -207,21 +212,22 @@ def export_onnx(
         write_manifest(
             staging, label_names, input_names, source_dir, files, calibration=manifest_calibration
         )
-    return ExportResult(output_dir, results, parity_source, int8_recipe, report, confidence)
+    return ExportResult(output_dir, results, parity_source, report, confidence, list(plan.left_out))
 
 
-def export_variants(
-    model: Any, folder: Path, input_names: list[str], tokenizer: Any, config: ExportConfig
-) -> dict[str, Path]:
-    """The fp32 graph and the variants derived from it (int8 comes later: it is checked as it
-    is made)."""
-    fp32 = export_fp32(model, tokenizer, input_names, folder / VARIANT_FILES["fp32"], config.opset)
-    files = {"fp32": fp32}
-    if config.optimize:
-        files["optimized"] = optimize_graph(fp32, folder / VARIANT_FILES["optimized"], model.config)
-    if config.fp16:
-        files["fp16"] = convert_fp16(fp32, folder / VARIANT_FILES["fp16"], model.config)
-    return files
+def convert_checked(job: ConversionJob, checker: ParityChecker) -> tuple[Path, VariantParity]:
+    """The variant's file and its parity: the converter's first attempt (recipe) that passes,
+    else its last attempt's failed result."""
+    converter = converter_of(VARIANTS[job.variant].converter or "")
+    result: VariantParity | None = None
+    path = job.target
+    for path, recipe in converter(job):
+        result = checker.check(job.variant, path, recipe)
+        if result.passed:
+            break
+    if result is None:
+        raise ModelError(f"The {job.variant} converter wrote nothing.")
+    return path, result
 
 
 def save_model_files(folder: Path, model: Any, tokenizer: Any, pre: PreprocessingConfig) -> None:
@@ -233,25 +239,13 @@ def save_model_files(folder: Path, model: Any, tokenizer: Any, pre: Preprocessin
     pre.save(folder)
 
 
-def quantize_checked(
-    source: Path, target: Path, config: Any, checker: ParityChecker
-) -> tuple[VariantParity, str]:
-    """The first int8 recipe whose labels agree with PyTorch (else the last one's result)."""
-    for recipe in INT8_RECIPES:
-        quantize_int8(source, target, config, recipe)
-        result = checker.check("int8", target)
-        if result.passed:
-            break
-    return result, recipe
-
-
 def _report(
     best_dir: Path,
     parity_source: str,
     input_names: list[str],
     results: list[VariantParity],
     config: ExportConfig,
-    int8_recipe: str | None,
+    left_out: tuple[LeftOut, ...],
 ) -> dict[str, Any]:
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -264,7 +258,8 @@ def _report(
         "cuda_tf32_for_fp32_checks": False,
         "min_label_agreement": config.min_label_agreement,
         "variants": [r.to_dict() for r in results],
-        "int8_recipe": int8_recipe,
+        "int8_recipe": next((r.recipe for r in results if r.variant == "int8"), None),
+        "left_out": [lo.message() for lo in left_out],
         "passed": all(r.passed for r in results),
         "environment": machine_summary(),
     }

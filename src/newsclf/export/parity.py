@@ -2,10 +2,11 @@
 
 The same texts go through PyTorch and ONNX Runtime at several shapes (one row at a time, an odd
 batch size, very short texts, texts truncated at max length); outputs are compared by name with
-an explicit tolerance. fp32 must match to `fp32_tolerance` with identical labels at every
-shape; reduced precision variants (fp16, int8) must agree with PyTorch on at least
-`min_label_agreement` of the parity texts as given (the two-word fragments of the "short" shape
-are often true ties between classes, so their agreement is reported, not required).
+an explicit tolerance. Each variant is held to its registry entry's parity rule: `strict` (fp32,
+optimized) must match to `fp32_tolerance` with identical labels at every shape; `labels` (fp16,
+int8, the OpenVINO ones) must agree with PyTorch on at least `min_label_agreement` of the parity
+texts as given (the two-word fragments of the "short" shape are often true ties between classes,
+so their agreement is reported, not required).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from newsclf.artifacts import (
-    OPENVINO_VARIANTS,
+    VARIANTS,
     PreprocessingConfig,
     RunFolder,
     read_calibration_sample,
@@ -32,7 +33,6 @@ from newsclf.inference import open_session, run_logits
 from newsclf.io import choose_text_columns, read_table, texts_from_rows
 
 OUTPUT_NAME = "logits"
-STRICT_VARIANTS = ("fp32", "optimized")
 
 
 @dataclass
@@ -70,6 +70,8 @@ class VariantParity:
     cases: dict[str, dict[str, float]] = field(default_factory=dict)
     # Why a variant meant for CUDA was checked on the CPU (device auto).
     fallback_reason: str | None = None
+    # The converter's recipe that passed, where it has several (int8).
+    recipe: str | None = None
 
     @property
     def accuracy_delta(self) -> float | None:
@@ -200,7 +202,7 @@ def check_variant(
         accuracy_onnx = float(np.mean(np.concatenate(predicted[accuracy_case]) == y))
 
     agreement = agree_given / total_given if total_given else 0.0
-    strict = variant in STRICT_VARIANTS
+    strict = VARIANTS[variant].parity == "strict"
     failure = None
     if strict and not max_diff <= tolerance:
         failure = (
@@ -264,6 +266,14 @@ def load_parity_texts(
     return texts, labels, f"{sample} (rows kept by the training run)"
 
 
+def has_calibration_texts(run_dir: Path | None, calibration_file: Path | None) -> bool:
+    """Whether there are training texts to calibrate static quantization on: a
+    `calibration_file`, or the run's calibration sample."""
+    if calibration_file is not None:
+        return True
+    return run_dir is not None and RunFolder(run_dir).calibration_sample.is_file()
+
+
 def load_calibration_texts(
     run_dir: Path | None, calibration_file: Path | None, pre: PreprocessingConfig, limit: int
 ) -> tuple[list[str], str]:
@@ -302,8 +312,9 @@ def _texts_of_file(path: Path, pre: PreprocessingConfig, limit: int, purpose: st
 class ParityChecker:
     """PyTorch's outputs on the parity cases, computed once; `check` compares one variant.
 
-    Where each variant is checked: on `settings.device`; with `auto`, fp16 (a CUDA variant)
-    on CUDA when it works, and everything else on the CPU.
+    Where each variant is checked: on `settings.device` where the variant runs there (else
+    on the CPU); with `auto`, on the device it is made for (fp16: CUDA) when that device works,
+    else on the CPU.
     """
 
     def __init__(
@@ -325,19 +336,21 @@ class ParityChecker:
         )
 
     def device_for(self, variant: str) -> str:
-        if self.settings.device != "auto":
-            return self.settings.device
-        return "auto" if variant == "fp16" else "cpu"
+        spec = VARIANTS[variant]
+        if self.settings.device == "auto":
+            return "auto" if spec.devices[0] == "cuda" else "cpu"
+        return self.settings.device if spec.runs_on(self.settings.device) else "cpu"
 
-    def check(self, variant: str, path: Path) -> VariantParity:
-        # fp32 variants are held to a 1e-4 tolerance: no TF32 on CUDA for them.
-        strict = variant in STRICT_VARIANTS
-        on_openvino = variant in OPENVINO_VARIANTS
+    def check(self, variant: str, path: Path, recipe: str | None = None) -> VariantParity:
+        """Compare the variant's file at `path` with PyTorch; `recipe` names the converter's
+        recipe that made it (recorded)."""
+        spec = VARIANTS[variant]
+        # Strict variants are held to a 1e-4 tolerance: no TF32 on CUDA for them.
         opened = open_session(
             lambda _device: path,
-            "cpu" if on_openvino else self.device_for(variant),
-            exact_fp32=strict,
-            openvino_on_cpu=on_openvino,
+            self.device_for(variant),
+            exact_fp32=spec.parity == "strict",
+            openvino_on_cpu=spec.runtime == "openvino",
         )
         result = check_variant(
             variant,
@@ -350,4 +363,9 @@ class ParityChecker:
             tolerance=self.settings.fp32_tolerance,
             min_label_agreement=self.settings.min_label_agreement,
         )
-        return replace(result, fallback_reason=opened.fallback_reason)
+        # A weights file beside the graph (OpenVINO IR's .bin) counts in the variant's size.
+        weights = path.with_name(spec.data_file) if spec.data_file else None
+        size = result.size_bytes + (weights.stat().st_size if weights else 0)
+        return replace(
+            result, size_bytes=size, fallback_reason=opened.fallback_reason, recipe=recipe
+        )

@@ -1,7 +1,7 @@
 """Inference: ONNX Runtime (or OpenVINO) sessions whose provider is checked, the `Classifier`,
 and the classify pipeline (`classify_file`): preparing (`prepare`), the output and the writer
 stage (`output`), the evaluation (`evaluation`) and the run's result (`result`), shared with
-the Ray engine."""
+the Ray engine; and the environment report of `newsclf env`."""
 
 from typing import TYPE_CHECKING
 
@@ -59,6 +59,12 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "run_logits": "sessions",
         "quiet_onnxruntime": "sessions",
         "cuda_driver_present": "sessions",
+        "CudaProbe": "sessions",
+        "probe_cuda": "sessions",
+        "missing_cuda_libraries": "sessions",
+        "EnvironmentReport": "environment_report",
+        "ModelReport": "environment_report",
+        "describe_environment": "environment_report",
     },
 )
 
@@ -80,6 +86,11 @@ if TYPE_CHECKING:
         Device,
         OnError,
         Variant,
+    )
+    from newsclf.inference.environment_report import (
+        EnvironmentReport,
+        ModelReport,
+        describe_environment,
     )
     from newsclf.inference.evaluation import (
         COVERAGE_THRESHOLDS,
@@ -120,9 +131,12 @@ if TYPE_CHECKING:
         CPU,
         CUDA,
         CUDA_PROVIDER_OPTIONS,
+        CudaProbe,
         create_session,
         cuda_driver_present,
+        missing_cuda_libraries,
         open_session,
+        probe_cuda,
         quiet_onnxruntime,
         run_logits,
     )

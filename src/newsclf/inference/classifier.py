@@ -7,7 +7,6 @@ into batches bounded by rows and by padded tokens, run, and put back in their or
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from newsclf.artifacts import OPENVINO_VARIANTS, ExportFolder
+from newsclf.artifacts import VARIANTS, AutoChoice, DamagedVariant, ExportFolder, choose_auto
 from newsclf.environment import cpu_cores
 from newsclf.errors import ModelError, ProviderError
 from newsclf.inference.config import ClassifierConfig
@@ -24,22 +23,15 @@ from newsclf.inference.prepare import Encoded, Preparer, TextEncoder
 from newsclf.inference.sessions import CUDA, open_session, run_logits
 from newsclf.io import model_texts
 
-# Preference when --variant auto: the fastest variant for each device that the folder holds
-# among those whose labels do not depend on the batch (benchmarks/NOTES.md); the OpenVINO
-# ones only where the openvino package is installed. Dynamic int8 scales each batch by its
-# own range, so a row's label can change with its neighbours: it runs only when asked for.
-AUTO_VARIANTS = {
-    "cuda": ("fp16", "optimized", "fp32"),
-    "cpu": ("openvino-int8", "openvino", "optimized", "fp32"),
-}
-
-
-# OpenVINO's result for a row depends on the width the row is padded to (by up to 2e-3 in
-# logits for the int8 variant: benchmarks/NOTES.md), not on the other rows of its batch. So
-# there each row is padded to its own length rounded up to a multiple of 8, and batches hold
-# one width only: the same row gets the same numbers whatever shares its batch. ONNX Runtime's
-# CPU kernels give a row the same numbers at any width, so its variants pad to the batch.
-PADDING_BUCKET = {"openvino": 8, "openvino-int8": 8}
+# --variant auto takes the fastest variant for the device that the folder holds among those whose
+# labels do not depend on the batch, and the runtime of which is installed: the registry's
+# `auto_rank` and `batch_invariant` (newsclf.artifacts.VARIANTS, `choose_auto`). Dynamic int8
+# scales each batch by its own range, so a row's label can change with its neighbours: it runs
+# only when asked for. The OpenVINO variants pad each row to its length rounded up to the
+# registry's `padding_bucket` (OpenVINO's result for a row depends on its padded width), and
+# batches hold one width only: the same row gets the same numbers whatever shares its batch.
+# ONNX Runtime's CPU kernels give a row the same numbers at any width, so its variants pad to
+# the batch.
 
 
 @dataclass
@@ -151,24 +143,35 @@ class Classifier:
         self.preprocessing = self.folder.preprocessing
         self.threads = config.threads or cpu_cores()
         self.temperature = self.folder.temperature if config.calibrate else 1.0
-        on_openvino = config.variant in OPENVINO_VARIANTS
-        if on_openvino and config.device == "cuda":
+        asked = VARIANTS[config.variant] if config.variant != "auto" else None
+        if asked is not None and config.device != "auto" and not asked.runs_on(config.device):
+            where = " or ".join("the CPU" if d == "cpu" else "CUDA" for d in asked.devices)
             raise ProviderError(
-                f"The {config.variant} variant runs on the CPU; use --device cpu or auto."
+                f"The {asked.name} variant runs on {where} only; use --device "
+                f"{asked.devices[0]} or auto."
             )
-        # OpenVINO is a CPU runtime: its variants never go to CUDA, even with auto.
-        device = "cpu" if on_openvino else config.device
+        # A variant that never runs on CUDA (OpenVINO's) stays on the CPU, even with auto.
+        device = "cpu" if asked is not None and not asked.runs_on("cuda") else config.device
         opened = open_session(
             lambda on: self.folder.verify(self._pick_variant(on)),
             device,
             config.threads,
-            openvino_on_cpu=self._pick_variant("cpu") in OPENVINO_VARIANTS,
+            openvino_on_cpu=VARIANTS[self._pick_variant("cpu")].runtime == "openvino",
         )
         self.session = opened.session
         self.device = opened.device
         self.provider = opened.provider
         self.variant = self._pick_variant(opened.device)
-        self.padding_bucket = PADDING_BUCKET.get(self.variant)
+        # What auto weighed on the device used (None when a variant was asked for by name).
+        self.auto_choice: AutoChoice | None = (
+            choose_auto(self.device, self.folder.variants) if asked is None else None
+        )
+        # The export's other variants whose files are missing or modified: not used, but worth
+        # a warning (the one in use was verified above, or this would have failed).
+        self.damaged_variants: list[DamagedVariant] = [
+            d for d in self.folder.damaged_variants() if d.variant != self.variant
+        ]
+        self.padding_bucket = VARIANTS[self.variant].padding_bucket
         self.fallback_reason = opened.fallback_reason
         self.batch_size, self.max_batch_tokens = config.batching_for(self.device)
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -183,12 +186,13 @@ class Classifier:
     def _pick_variant(self, device: str) -> str:
         if self.config.variant != "auto":
             return self.config.variant
-        for candidate in AUTO_VARIANTS[device]:
-            if candidate in OPENVINO_VARIANTS and importlib.util.find_spec("openvino") is None:
-                continue
-            if candidate in self.folder.variants:
-                return candidate
-        raise ModelError(f"{self.folder.path} holds no ONNX variant usable on {device}.")
+        choice = choose_auto(device, self.folder.variants)
+        if choice.variant is None:
+            raise ModelError(
+                f"{self.folder.path} holds no variant --variant auto can run on {device}: "
+                + "; ".join(f"{c.variant}: {c.reason}" for c in choice.candidates)
+            )
+        return choice.variant
 
     # -- the public API ------------------------------------------------------------------
 
@@ -258,7 +262,7 @@ class Classifier:
         return Preparer(tuple(text_columns), pre.clean, pre.text_separator, self.encoder)
 
     def widths(self, lengths: np.ndarray) -> np.ndarray:
-        """The width each row is padded to (see `PADDING_BUCKET`)."""
+        """The width each row is padded to (the variant's `padding_bucket`)."""
         return padded_widths(lengths, self.padding_bucket, self.preprocessing.max_length)
 
     def batches(self, encoded: Encoded) -> list[np.ndarray]:

@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeAlias
 
+from newsclf.artifacts import VARIANTS, check_variant_name
 from newsclf.errors import InputError
 from newsclf.io import TableFormat, parse_text_columns
 from newsclf.options import check_choice, check_positive, check_range, option
 
 Device = Literal["auto", "cuda", "cpu"]
-Variant = Literal["auto", "fp32", "optimized", "fp16", "int8", "openvino", "openvino-int8"]
+# "auto" or a name of the variant registry (newsclf.artifacts.VARIANTS), which checks it.
+Variant: TypeAlias = str
 OnError = Literal["raise", "skip"]
 
 RUNTIME = "Runtime"
@@ -31,7 +33,8 @@ class ClassifierConfig:
     )
     variant: Variant = option(
         "auto",
-        help="Model variant; auto: the fastest the export holds for the device.",
+        help=f"Model variant: auto, {', '.join(VARIANTS)}. auto: the fastest the export holds "
+        "for the device among those that give a row the same label in any batch.",
         panel=RUNTIME,
     )
     # Rows per batch (rows are sorted by length first, so batches pad little).
@@ -65,7 +68,7 @@ class ClassifierConfig:
 
     def __post_init__(self) -> None:
         check_choice("--device", self.device, Device)
-        check_choice("--variant", self.variant, Variant)
+        check_variant_name("--variant", self.variant, allow_auto=True)
         check_positive("--batch-size", self.batch_size, allow_none=True)
         check_positive("--max-batch-tokens", self.max_batch_tokens, allow_none=True)
         check_positive("--threads", self.threads, allow_none=True)

@@ -15,7 +15,7 @@ import io
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,29 @@ OPENVINO = "OpenVINO"  # the `openvino` variant's runtime (OpenVINO's own, not a
 # Runtime's defaults until the attention table of `python -m benchmarks.gpu_run` measures a
 # faster setting (docs/gpu.md).
 CUDA_PROVIDER_OPTIONS: dict[str, str] = {}
+
+# The shared libraries ONNX Runtime's CUDA provider loads, by the CUDA major version its build
+# targets (docs/gpu.md): the ones named when a CUDA session does not come up.
+CUDA_LIBRARIES = {
+    "13": (
+        "libcudart.so.13",
+        "libcublasLt.so.13",
+        "libcublas.so.13",
+        "libcurand.so.10",
+        "libcufft.so.12",
+        "libnvrtc.so.13",
+        "libcudnn.so.9",
+    ),
+    "12": (
+        "libcudart.so.12",
+        "libcublasLt.so.12",
+        "libcublas.so.12",
+        "libcurand.so.10",
+        "libcufft.so.11",
+        "libnvrtc.so.12",
+        "libcudnn.so.9",
+    ),
+}
 
 
 @dataclass
@@ -64,20 +87,22 @@ def session_options(threads: int | None = None) -> Any:
 
 
 def create_session(
-    model_path: Path, device: str, threads: int | None = None, *, exact_fp32: bool = False
+    model_path: Path | bytes, device: str, threads: int | None = None, *, exact_fp32: bool = False
 ) -> Any:
-    """An InferenceSession on `device` ('cpu' or 'cuda'); CUDA is verified after creation.
-    `exact_fp32` turns TF32 off on CUDA (Ampere and later round fp32 matrix inputs to 10 bits
-    with it), for checks that hold fp32 to a 1e-4 tolerance.
+    """An InferenceSession on `device` ('cpu' or 'cuda') of a graph file (or a serialized
+    graph); CUDA is verified after creation. `exact_fp32` turns TF32 off on CUDA (Ampere and
+    later round fp32 matrix inputs to 10 bits with it), for checks that hold fp32 to a 1e-4
+    tolerance.
 
     Raises:
         ProviderError: CUDA was asked for and does not really work here.
     """
     import onnxruntime as ort
 
+    model = model_path if isinstance(model_path, bytes) else str(model_path)
     if device == "cpu":
         try:
-            return ort.InferenceSession(str(model_path), session_options(threads), providers=[CPU])
+            return ort.InferenceSession(model, session_options(threads), providers=[CPU])
         except Exception as exc:  # onnxruntime's own exception types
             raise ModelError(f"{model_path}: ONNX Runtime cannot load it ({exc}).") from None
     if device != "cuda":
@@ -89,28 +114,122 @@ def create_session(
         )
     if not cuda_driver_present():
         raise ProviderError("No NVIDIA driver found (libcuda could not be loaded): no CUDA here.")
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is not None:
-        # CUDA/cuDNN from the nvidia-* wheels or torch, where installed. It prints what it
-        # misses; the provider check below is the real test.
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
-            preload()
+    preload_cuda_libraries()
     try:
         with quiet_onnxruntime():
             cuda_options = CUDA_PROVIDER_OPTIONS | ({"use_tf32": "0"} if exact_fp32 else {})
             session = ort.InferenceSession(
-                str(model_path), session_options(threads), providers=[(CUDA, cuda_options), CPU]
+                model, session_options(threads), providers=[(CUDA, cuda_options), CPU]
             )
     except Exception as exc:
         raise ProviderError(f"The CUDA provider failed to create a session: {exc}") from exc
     providers = session.get_providers()
     if not providers or providers[0] != CUDA:
+        missing = missing_cuda_libraries()
+        which = (
+            f"{', '.join(missing)} could not be loaded"
+            if missing
+            else f"the CUDA {ort_cuda_version() or '12/13'} or cuDNN 9 libraries did not load"
+        )
         raise ProviderError(
             "onnxruntime lists the CUDA provider but the session came up on "
-            f"{', '.join(providers) or 'nothing'}: the CUDA 12/13 or cuDNN 9 libraries did not "
-            "load. See docs/gpu.md; pass --device cpu to run on the CPU."
+            f"{', '.join(providers) or 'nothing'}: {which}. See docs/gpu.md; pass --device cpu "
+            "to run on the CPU."
         )
     return session
+
+
+def preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the nvidia-* wheels or torch, where installed
+    (`onnxruntime.preload_dlls`). It prints what it misses; the provider check after a session
+    is created is the real test."""
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+            preload()
+
+
+def ort_cuda_version() -> str | None:
+    """The CUDA version this onnxruntime build targets ("13.0"), None for a CPU-only build."""
+    try:
+        from onnxruntime.capi import build_and_package_info
+    except ImportError:
+        return None
+    return getattr(build_and_package_info, "cuda_version", None) or None
+
+
+def missing_cuda_libraries() -> list[str]:
+    """The libraries of `CUDA_LIBRARIES` for this onnxruntime build that cannot be loaded here
+    (after `preload_cuda_libraries`, which loads those pip installed). Linux only: elsewhere,
+    and for a CPU-only build, an empty list."""
+    version = ort_cuda_version()
+    if not sys.platform.startswith("linux") or version is None:
+        return []
+    missing = []
+    for library in CUDA_LIBRARIES.get(version.split(".")[0], ()):
+        try:
+            ctypes.CDLL(library)
+        except OSError:
+            missing.append(library)
+    return missing
+
+
+@dataclass(frozen=True)
+class CudaProbe:
+    """Whether an ONNX Runtime session really comes up on CUDA here, and if not, why."""
+
+    works: bool
+    driver: bool  # an NVIDIA GPU and its driver are present
+    provider_built: bool  # this onnxruntime build has the CUDA provider
+    cuda_version: str | None  # the CUDA version the onnxruntime build targets
+    missing_libraries: list[str]
+    reason: str | None  # why not, when it does not work
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def probe_cuda() -> CudaProbe:
+    """Create a session of a tiny in-memory graph on the CUDA provider and check which provider
+    it really runs on (`create_session`'s check); on failure, the reason and the CUDA
+    libraries that do not load."""
+    import onnxruntime as ort
+
+    built = CUDA in ort.get_available_providers()
+    driver = cuda_driver_present()
+    reason = None
+    try:
+        create_session(_probe_graph(), "cuda", 1)
+    except ProviderError as exc:
+        reason = str(exc)
+    missing = missing_cuda_libraries() if reason and built and driver else []
+    return CudaProbe(
+        works=reason is None,
+        driver=driver,
+        provider_built=built,
+        cuda_version=ort_cuda_version(),
+        missing_libraries=missing,
+        reason=reason,
+    )
+
+
+def _probe_graph() -> bytes:
+    """A one-node graph (a MatMul of a 4x4 input by 4x4 weights), serialized."""
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("W", TensorProto.FLOAT, [4, 4], [1.0] * 16)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        "newsclf-cuda-probe",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 4])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model.SerializeToString()
 
 
 def open_session(
