@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import host
-from benchmarks.engines import REGISTRY
+from benchmarks.engines import BEFORE, REGISTRY, engine_named
 from benchmarks.results import RESULTS_DIR, write_results
 from benchmarks.runner import ROOT, run_engines
 from newsclf.io import write_json_atomic
@@ -88,6 +88,8 @@ def classify_suite(args: argparse.Namespace) -> None:
     students = parse_students(args.students)
     for label in students:
         names += [f"{engine}@{label}" for engine in args.student_engines.split(",")]
+    if args.before:  # each newsclf engine again, on the code of another checkout
+        names += [f"{n}{BEFORE}" for n in names if engine_named(n).newsclf]
     layers = {label: _layers(Path(folders["model_dir"])) for label, folders in students.items()}
     layers[args.model_label] = _layers(model_dir)
     calibration = args.calibration_data or args.data.with_name("train.csv")
@@ -104,6 +106,7 @@ def classify_suite(args: argparse.Namespace) -> None:
         "slice_rows": args.slice_rows,
         "timeboxes": timeboxes,
         "models": students,
+        "before": str(args.before.resolve()) if args.before else None,
     }
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="nbench-logs-"))
     meta = {
@@ -348,8 +351,10 @@ def scale_suite(args: argparse.Namespace) -> None:
 # MiniLM's weights (all six layers, or one) under a random head drawn wide (std 0.5), whose
 # classes are then no near-ties that fp16 rounding alone would flip in a parity check.
 EMBEDDED_SIZES = {"minilm": {}, "minilm-toy": {"num_hidden_layers": 1}}
+# (The "host" size: inference almost free, for the host's ceiling and memory on large files.)
 MODEL_SIZES = {
     "bert-base": {},
+    "host": host.HOST_MODEL,
     "toy": {
         "hidden_size": 128,
         "num_hidden_layers": 2,
@@ -457,6 +462,11 @@ def main() -> None:
         "--parallel-start",
         action="store_true",
         help="build and warm every engine at once (warm-ups are not timed; saves GPU time)",
+    )
+    c.add_argument(
+        "--before",
+        type=Path,
+        help="src folder of another newsclf checkout: each newsclf engine runs on it too",
     )
     c.add_argument("--log-dir", type=Path, help="engines' logs (default: a temporary folder)")
     c.add_argument("--suite-name")

@@ -56,16 +56,23 @@ def register(engine: Engine) -> Engine:
     return engine
 
 
+# The suffix of a newsclf engine run with the code of another checkout (`classify --before`).
+BEFORE = " (before)"
+
+
 def engine_named(name: str) -> Engine:
     """A registered engine, or `ENGINE@LABEL`: a newsclf engine run on another model of the
-    same run (`classify --students`: a distilled student's export), named by its label."""
-    base, _, label = name.partition("@")
+    same run (`classify --students`: a distilled student's export), named by its label; either
+    with `BEFORE` at the end: the same engine on the code of `classify --before`."""
+    base, _, label = name.removesuffix(BEFORE).partition("@")
     engine = REGISTRY[base]
-    if not label:
-        return engine
-    if not engine.newsclf:
-        raise KeyError(f"{name}: only newsclf engines run on --students exports")
-    return dataclasses.replace(engine, name=name, description=f"{engine.description}, {label}")
+    if label or name.endswith(BEFORE):
+        if not engine.newsclf:
+            raise KeyError(f"{name}: only newsclf engines run on other models or code")
+        description = engine.description + (f", {label}" if label else "")
+        description += ", the code before" if name.endswith(BEFORE) else ""
+        return dataclasses.replace(engine, name=name, description=description)
+    return engine
 
 
 # -- PyTorch: the pipeline and plain loops ------------------------------------------------------

@@ -87,7 +87,7 @@ def host_suite(args: argparse.Namespace) -> None:
     from newsclf.artifacts import PreprocessingConfig
 
     work = Path(tempfile.mkdtemp(prefix="nbench-host-"))
-    export = make_host_model(work / "host", args.data)
+    export = args.model or make_host_model(work / "host", args.data)
     pre = PreprocessingConfig.load(export)
     files = {}
     for rows in (args.rows, 2 * args.rows):
@@ -154,6 +154,7 @@ def host_suite(args: argparse.Namespace) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     h = sub.add_parser("host", help="the host's ceiling: classify vs tokenizing alone")
     h.add_argument("--data", type=Path, required=True, help="labelled rows, repeated to --rows")
+    h.add_argument("--model", type=Path, help="an export of the host model (default: made here)")
     h.add_argument("--rows", type=int, default=100_000)
     h.add_argument("--rounds", type=int, default=3)
     h.add_argument("--before", type=Path, help="src folder of the code to compare with")

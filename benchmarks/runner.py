@@ -9,6 +9,7 @@ others go on."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks.engines import Engine, engine_named
+from benchmarks.engines import BEFORE, Engine, engine_named
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +69,11 @@ def launch(engine: Engine, spec: dict[str, Any], log_dir: Path) -> Worker:
     box = (spec.get("timeboxes") or {}).get(engine.name)
     worker_spec = {k: v for k, v in spec.items() if k not in ("timeboxes", "models")}
     # An engine of another model (ENGINE@LABEL, `classify --students`): its own folders.
-    worker_spec |= (spec.get("models") or {}).get(engine.name.partition("@")[2], {})
+    label = engine.name.removesuffix(BEFORE).partition("@")[2]
+    worker_spec |= (spec.get("models") or {}).get(label, {})
+    env = None
+    if engine.name.endswith(BEFORE):  # newsclf from the other checkout, the harness from here
+        env = os.environ | {"PYTHONPATH": f"{spec['before']}{os.pathsep}{ROOT}"}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -77,6 +82,7 @@ def launch(engine: Engine, spec: dict[str, Any], log_dir: Path) -> Worker:
             json.dumps(worker_spec | {"engine": engine.name, "timebox_s": box}),
         ],
         cwd=ROOT,
+        env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=log,

@@ -17,6 +17,7 @@ _PACKAGES = (
     "onnxruntime",
     "onnxruntime-gpu",
     "tokenizers",
+    "nanotoken",
     "numpy",
     "openvino",
     "nncf",

@@ -23,7 +23,7 @@ from newsclf.inference import (
     classify_file,
 )
 from newsclf.integrations.ray import RayConfig
-from tests.conftest import read_csv, sample_rows, write_csv
+from tests.conftest import SHARED_AG_NEWS, read_csv, sample_rows, write_csv
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
@@ -92,6 +92,8 @@ def test_ray_equals_local_row_for_row_over_files_and_blocks(export_dir, tmp_path
     local_rows, ray_rows = read_csv(tmp_path / "local.csv"), read_csv(tmp_path / "ray.csv")
     assert [r["id"] for r in ray_rows] == [f"row-{i}" for i in range(len(rows))]  # input order
     _assert_same_rows(local_rows, ray_rows)
+    # fp32 gives a row the same numbers in any batch: the same bytes as the local engine's.
+    assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
     assert result.rows == local.rows == len(rows)
     assert result.tokens == local.tokens
     # The same report: metrics from the workers' counts equal the local engine's.
@@ -109,6 +111,26 @@ def test_ray_equals_local_row_for_row_over_files_and_blocks(export_dir, tmp_path
     assert all(w.rows > 0 and w.busy_s > 0 for w in result.workers)
     assert result.classifier.threads == 1 and result.classifier.variant == "fp32"
     assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_ray_writes_the_local_engines_bytes_for_the_shared_test_rows(
+    export_dir, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from newsclf.integrations.ray import classify_with_ray
+
+    source = SHARED_AG_NEWS / "test.jsonl"
+    if not source.exists():
+        pytest.skip("no shared AG News data")
+    local = _local(export_dir, source, tmp_path / "local.jsonl", probabilities=True)
+    ray_result = classify_with_ray(
+        source, export_dir, CLASSIFIER, ClassifyConfig(probabilities=True),
+        RayConfig(workers=2, threads_per_worker=1), output=tmp_path / "ray.jsonl",
+    )  # fmt: skip
+    assert ray_result.rows == local.rows == 3800
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    assert ray_result.metrics is not None and local.metrics is not None
+    assert ray_result.metrics.confusion_matrix == local.metrics.confusion_matrix
+    assert ray_result.confusions == local.confusions
 
 
 def test_malformed_line_named_by_file_and_line_and_skipped(export_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -80,7 +80,11 @@ def classify_file(
     target, out_format = output_target(input_path, output, reader.format or "csv")
     review = review_target(review_output, config.min_confidence, [input_path], target)
     kind, workers = pool_plan(
-        classifier.device, classifier.threads, plan.preprocessing.clean, config.prepare_workers
+        classifier.device,
+        classifier.threads,
+        plan.preprocessing.clean,
+        config.prepare_workers,
+        config.prepare_pool,
     )
     stages = StageTimes(prepare_pool=kind, prepare_workers=workers)
     counts = RunCounts()

@@ -15,6 +15,7 @@ Device = Literal["auto", "cuda", "cpu"]
 # "auto" or a name of the variant registry (newsclf.artifacts.VARIANTS), which checks it.
 Variant: TypeAlias = str
 OnError = Literal["raise", "skip"]
+PoolKind = Literal["auto", "threads", "processes"]
 
 RUNTIME = "Runtime"
 FILES = "Input and output"
@@ -125,6 +126,12 @@ class ClassifyConfig:
         "every core but two, on the CPU none (inference uses every core).",
         panel=RUNTIME,
     )
+    prepare_pool: PoolKind = option(
+        "auto",
+        help="Where --prepare-workers run: threads, processes, or auto (processes where the "
+        "model cleans its text, which holds Python's lock; threads where it does not).",
+        panel=RUNTIME,
+    )
     # Every row stays in the output; those under P are flagged (and, with --review-output,
     # also written to a file of their own). With labels, the report gives the coverage and
     # accuracy at P and at the standard thresholds.
@@ -143,6 +150,7 @@ class ClassifyConfig:
         if self.format is not None:
             check_choice("--format", self.format, TableFormat)
         check_choice("--on-error", self.on_error, OnError)
+        check_choice("--prepare-pool", self.prepare_pool, PoolKind)
         check_positive("--chunk-rows", self.chunk_rows)
         if self.prepare_workers is not None and self.prepare_workers < 0:
             raise InputError(f"--prepare-workers must be 0 or more, not {self.prepare_workers}.")

@@ -28,6 +28,7 @@ REPORTED_PACKAGES = (
     "torch",
     "transformers",
     "tokenizers",
+    "nanotoken",
     "onnx",
     "onnxruntime-gpu",
     "onnxruntime",

@@ -157,19 +157,22 @@ class Preparer:
 
 
 def pool_plan(
-    device: str, inference_threads: int, clean: bool, workers: int | None
+    device: str, inference_threads: int, clean: bool, workers: int | None, kind: str = "auto"
 ) -> tuple[str, int]:
     """(kind, workers) of the preparing pool. `workers` None: on CUDA every core but two
     (the GPU needs one to feed it, the writer one); on the CPU one thread where inference
     leaves a core free, else none (inference uses every core; a pool would only compete with
-    it). Processes where the work holds the GIL (cleaning) and there are several workers."""
+    it). `kind` auto: processes where the work holds the GIL (cleaning) and there are several
+    workers, threads otherwise."""
     if workers is None and device == "cuda":
         workers = max(1, cpu_cores() - 2)
     elif workers is None:
         workers = 1 if inference_threads < cpu_cores() else 0
     if workers == 0:
         return "in turn", 1
-    return ("processes" if clean and workers > 1 else "threads"), workers
+    if kind == "auto":
+        kind = "processes" if clean and workers > 1 else "threads"
+    return kind, workers
 
 
 class PreparePool:
@@ -203,13 +206,13 @@ class PreparePool:
         executor, self._executor = self._executor, None
         if executor is None:
             return
-        processes = list((getattr(executor, "_processes", None) or {}).values())
+        self._known.update(getattr(executor, "_processes", None) or {})
         if exc_type is None:
             executor.shutdown(wait=True)  # every chunk was taken: the workers just leave
             return
-        # Workers ignore SIGINT and SIGTERM (this process handles them): stop them here, then
-        # let the pool's manager thread see them gone and end before this process does.
-        for process in processes:
+        # Stopped early (an error, Ctrl-C): the workers go at once, then the pool's manager
+        # thread, which waits for them, ends too.
+        for process in self._known.values():
             process.kill()
         executor.shutdown(wait=True, cancel_futures=True)
 
@@ -279,28 +282,30 @@ class PreparePool:
             reader.join(5)
 
     def _result(self, future: Future[PreparedChunk]) -> PreparedChunk:
-        executor = self._executor
-        self._known.update(getattr(executor, "_processes", None) or {})
+        self._known.update(getattr(self._executor, "_processes", None) or {})
         try:
             return future.result()
         except BrokenProcessPool:
-            raise NewsclfError(self._death()) from None
+            raise self._death() from None
 
-    def _death(self) -> str:
-        """Which worker died, and how (a SIGKILL is most often the out-of-memory killer)."""
+    def _death(self) -> BaseException:
+        """What ended a worker: an interrupt (SIGINT or SIGTERM to the process group, whose
+        signal reached the worker first), or a death to name (a SIGKILL is most often the
+        out-of-memory killer)."""
         time.sleep(0.2)  # the pool's manager thread reaps the dead worker
-        dead = []
-        # The others ignore the SIGTERM the pool sends them: only the dead have an exit code.
-        for pid, process in self._known.items():
-            code = process.exitcode
-            if code is None:
-                continue
-            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-            dead.append(f"pid {pid}, {how}")
-        named = "; ".join(dead) if dead else "a worker"
-        return (
-            f"A preparing worker process died ({named}); it may have run out of memory. "
-            "Nothing was written. Try fewer --prepare-workers or a smaller --chunk-rows."
+        codes = {pid: p.exitcode for pid, p in self._known.items() if p.exitcode is not None}
+        if codes and all(-code in (signal.SIGINT, signal.SIGTERM) for code in codes.values()):
+            return KeyboardInterrupt()
+        dead = [
+            f"pid {pid}, "
+            + (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}")
+            for pid, code in codes.items()
+            if -code != signal.SIGTERM  # those the pool stopped after the death
+        ]
+        return NewsclfError(
+            f"A preparing worker process died ({'; '.join(dead) or 'no exit status'}); it may "
+            "have run out of memory. Nothing was written. Try fewer --prepare-workers or a "
+            "smaller --chunk-rows."
         )
 
 
@@ -331,7 +336,6 @@ def _start_worker(preparer: Preparer, parent: int) -> None:
     global _PREPARER
     # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # One tokenizer thread per worker: the pool is the parallelism.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _PREPARER = preparer

@@ -119,8 +119,8 @@ def classify_with_ray(
         raise InputError(
             "--threads is the local engine's; with --engine ray use --threads-per-worker."
         )
-    if config.prepare_workers is not None:
-        raise InputError("--prepare-workers is the local engine's; Ray's actors prepare.")
+    if config.prepare_workers is not None or config.prepare_pool != "auto":
+        raise InputError("--prepare-workers/--prepare-pool are the local engine's.")
     ray = _import_ray()
     folder = ExportFolder.load(export)  # a bad folder fails here, before any cluster starts
     if str(input) == STDIN:
