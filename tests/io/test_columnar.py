@@ -371,7 +371,7 @@ def test_padded_feeds_equal_the_row_by_row_padding(tiny_export) -> None:  # type
     encoded = classifier.encode(texts)
     rows = np.array([3, 0, 29, 11])
     feeds = classifier.feeds(encoded, rows)
-    ids = [classifier.encoder._tokenizer.encode(texts[r]).ids for r in rows]
+    ids = [classifier.encoder._reference.encode(texts[r]).ids for r in rows]
     width = max(map(len, ids))
     expected = [row + [classifier.pad_id] * (width - len(row)) for row in ids]
     assert feeds["input_ids"].tolist() == expected

@@ -265,6 +265,30 @@ class TableReader:
         return Path(self.path).stat().st_size
 
 
+def _row_blocks(stream: _Stream) -> Iterator[bytes]:
+    """About BLOCK_BYTES of a CSV stream at a time, cut after a line end outside quotes. (The
+    stream stops at any quote that strict CSV would reject, so every quote opens, closes or is
+    doubled: a line end is outside quotes where the quotes before it are even.)"""
+    rest = b""
+    while True:
+        data = stream.read(BLOCK_BYTES)
+        if not data:
+            break
+        data = rest + data
+        values = np.frombuffer(data, np.uint8)
+        ends = np.flatnonzero(values == ord("\n"))
+        quotes_before = np.searchsorted(np.flatnonzero(values == ord('"')), ends)
+        outside = ends[quotes_before % 2 == 0]
+        if len(outside) == 0:  # a row longer than a block: read on
+            rest = data
+            continue
+        cut = int(outside[-1]) + 1
+        yield data[:cut]
+        rest = data[cut:]
+    if rest.strip():
+        yield rest
+
+
 def rechunk(batches: Iterator[Any], rows: int) -> Iterator[Any]:
     """Record batches of exactly `rows` rows (the last one shorter) from batches of any size."""
     import pyarrow as pa
@@ -326,27 +350,29 @@ class _Delimited:
         yield from rechunk(self._exact_batches(rows, returned), rows)
 
     def _arrow_batches(self) -> Iterator[Any]:
+        """Blocks of whole rows through pyarrow's CSV parser, one at a time. (Its streaming
+        reader keeps memory that grows with the file: about 150 MB more for 450,000 rows.)"""
         import pyarrow as pa
         from pyarrow import csv
 
         structural = (self.delimiter + '"\r\n').encode()
+        parse = csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True)
+        convert = csv.ConvertOptions(
+            column_types={name: pa.string() for name in self.raw_header},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
         stream = self.reader.open(quote_check=structural)
         try:
-            arrow = csv.open_csv(
-                stream,
-                read_options=csv.ReadOptions(block_size=BLOCK_BYTES),
-                parse_options=csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True),
-                convert_options=csv.ConvertOptions(
-                    column_types={name: pa.string() for name in self.raw_header},
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                ),
-            )
-            if arrow.schema.names != self.raw_header:
-                raise _NotForArrow
-            for batch in arrow:
+            for number, block in enumerate(_row_blocks(stream)):
                 self.reader._done = stream.bytes_read
-                yield batch.rename_columns(self.schema.names)
+                # The first block has the header; the others are rows only.
+                names = None if number == 0 else self.raw_header
+                read = csv.ReadOptions(column_names=names, block_size=len(block) + 1)
+                table = csv.read_csv(pa.py_buffer(block), read, parse, convert)
+                if table.schema.names != self.raw_header:
+                    raise _NotForArrow
+                yield from table.rename_columns(self.schema.names).to_batches()
         except pa.ArrowInvalid:
             raise _NotForArrow from None
         finally:
