@@ -10,7 +10,6 @@ temporary file renamed into place at the end: an interrupted or failed run leave
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
@@ -32,7 +31,7 @@ from newsclf.inference.result import (
     RunCounts,
     StageTimes,
 )
-from newsclf.io import AtomicTableWriter, TableReader
+from newsclf.io import TableReader
 
 
 def classify_file(
@@ -89,32 +88,21 @@ def classify_file(
     stages = StageTimes(prepare_pool=kind, prepare_workers=workers)
     counts = RunCounts()
     evaluation = Evaluation(classifier.label_names, config.min_confidence)
-    schema = plan.output_schema(reader.schema())
     with (
-        AtomicTableWriter(target, out_format, schema) as writer,
-        (
-            AtomicTableWriter(review[0], review[1], schema)
-            if review is not None
-            else contextlib.nullcontext()
-        ) as review_writer,
+        ResultWriter(
+            plan, reader.schema(), (target, out_format), review, evaluation, counts
+        ) as sink,
         PreparePool(classifier.preparer(plan.text_columns), kind, workers) as pool,
-        _WriterThread(
-            plan, ResultWriter(plan, writer, review_writer, evaluation, counts), stages
-        ) as writing,
+        _WriterThread(plan, sink, stages) as writing,
     ):
         writing.on_chunk = (
             None if progress is None else lambda: progress(counts.rows, *reader.progress())
         )
         for batch, prepared in pool.run(reader.batches(config.chunk_rows)):
-            stats = BatchStats()
-            with stages.timing("inference"):
-                probabilities = classifier.probabilities(prepared.encoded, stats)
-            figures = ChunkFigures(
-                tokens=prepared.encoded.tokens,
-                empty_rows=prepared.empty_rows,
-                padded_tokens=stats.padded_tokens,
-                latencies_ms=stats.latencies_ms,
-            )
+            stats, inferring = BatchStats(), time.perf_counter()
+            probabilities = classifier.probabilities(prepared.encoded, stats)
+            figures = ChunkFigures.of(prepared, stats, time.perf_counter() - inferring)
+            stages.inference_s += figures.inference_s
             writing.put(batch, probabilities, figures)
         writing.finish()
         stages.read_s, stages.prepare_s = pool.read_s, pool.prepare_s

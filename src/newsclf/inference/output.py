@@ -5,6 +5,7 @@ the review file, its figures to the evaluation and the counts."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,21 +237,43 @@ class OutputPlan:
 class ResultWriter:
     """The writer stage: each classified chunk (the input's rows with the prediction columns,
     `OutputPlan.annotate`) goes to the output and, with a review threshold, its flagged rows to
-    the review file; its predictions and labels to the evaluation, its figures to the counts."""
+    the review file; its predictions and labels to the evaluation, its figures to the counts.
+    A context manager: the output (and review file) appear whole when it closes without an
+    error, and not at all otherwise.
+
+    Args:
+        output, review: (path, format) of the output and of the review file (or None).
+        schema: the input's Arrow schema (the output adds the prediction columns).
+    """
 
     def __init__(
         self,
         plan: OutputPlan,
-        output: AtomicTableWriter,
-        review: AtomicTableWriter | None,
+        schema: Any,
+        output: tuple[str, str],
+        review: tuple[str, str] | None,
         evaluation: Evaluation,
         counts: RunCounts,
     ) -> None:
         import pyarrow as pa
 
-        self.plan, self.output, self.review = plan, output, review
-        self.evaluation, self.counts = evaluation, counts
+        schema = plan.output_schema(schema)
+        self.plan, self.evaluation, self.counts = plan, evaluation, counts
+        self.output = AtomicTableWriter(*output, schema)
+        self.review = None if review is None else AtomicTableWriter(*review, schema)
         self._names = pa.array(plan.label_names, pa.string())
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> ResultWriter:
+        with contextlib.ExitStack() as stack:
+            for writer in (self.output, self.review):
+                if writer is not None:
+                    stack.enter_context(writer)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.__exit__(*exc)
 
     def write(self, batch: Any, figures: ChunkFigures, first_row: int | None = None) -> None:
         """Write a classified chunk whose first row is row `first_row` of the input (default:

@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from newsclf.inference.classifier import ClassifierInfo
+from newsclf.inference.classifier import BatchStats, ClassifierInfo
 from newsclf.inference.evaluation import (
     HISTOGRAM_BINS,
     CoveragePoint,
     Evaluation,
     ReliabilityBin,
 )
+from newsclf.inference.prepare import PreparedChunk
 from newsclf.io import SkippedLine
 from newsclf.metrics import ClassificationMetrics, Confusion
 
@@ -77,6 +78,18 @@ class ChunkFigures:
     latencies_ms: list[float] = field(default_factory=list)
     prepare_s: float = 0.0
     inference_s: float = 0.0
+
+    @classmethod
+    def of(cls, prepared: PreparedChunk, stats: BatchStats, inference_s: float) -> ChunkFigures:
+        """The figures of a chunk prepared (`prepared`) and run (`stats`, in `inference_s`)."""
+        return cls(
+            tokens=prepared.encoded.tokens,
+            empty_rows=prepared.empty_rows,
+            padded_tokens=stats.padded_tokens,
+            latencies_ms=stats.latencies_ms,
+            prepare_s=prepared.busy_s,
+            inference_s=inference_s,
+        )
 
 
 @dataclass
@@ -270,16 +283,15 @@ class ClassifyResult:
             ("variant", f"{info.variant} on {info.provider} (device {info.device})"),
             ("batching", f"{batching}, {info.threads} inference threads; preparing: {pool}"),
             (
-                "tokenizer",
-                info.tokenizer + (f" ({info.tokenizer_note})" if info.tokenizer_note else ""),
-            ),
-            (
                 "rows",
                 f"{self.rows:,} in {self.wall_s:.2f} s: {self.rows_per_s:,.1f} rows/s, "
                 f"{self.tokens_per_s:,.0f} tokens/s, padding +{100 * self.padding_overhead:.1f}%",
             ),
             ("stages busy", busy),
         ]
+        if info.tokenizer:
+            note = f" ({info.tokenizer_note})" if info.tokenizer_note else ""
+            lines.insert(4, ("tokenizer", info.tokenizer + note))
         if self.peak_rss_mb:
             lines.append(("peak memory", f"{self.peak_rss_mb:,.0f} MB"))
         lines.append(

@@ -1,12 +1,8 @@
-"""What runs on Ray's workers: `read_files` (newsclf's own reader, one file per task: record
-batches with the rows' file and row numbers, errors that name file and line) and `Predictor`
-(one `Classifier` per actor: the local engine's preparing, inference and prediction columns for
-each batch; on the part-file path also the local engine's writer stage, into a part file).
-
-What the driver needs besides rows travels in one hidden column, `__stats`: a JSON record on
-the first row of each batch an actor returns (its worker, the seconds and counts of the batch,
-the reader's skipped lines, and on the part-file path its evaluation). Nothing waits on a call
-per batch."""
+"""What runs on Ray's workers: `read_files` (newsclf's reader, a file per task) and
+`Predictor` (a `Classifier` per actor: the local engine's per-chunk steps). What the driver
+needs besides rows travels in the hidden column `__stats`: a JSON record on the first row of
+each chunk an actor returns (its worker, the chunk's seconds and counts, the reader's skipped
+lines and, on the part-file path, the chunk's evaluation)."""
 
 from __future__ import annotations
 
@@ -29,7 +25,7 @@ from newsclf.inference import (
     ResultWriter,
     RunCounts,
 )
-from newsclf.io import AtomicTableWriter, TableReader
+from newsclf.io import TableReader
 
 # Hidden columns: each row's file (its index among the inputs) and row in it; the reader's
 # record (seconds, skipped lines) on the last batch of a file; an actor's record.
@@ -67,8 +63,7 @@ def read_files(
     for path, index in zip(items["path"].to_pylist(), items["index"].to_pylist(), strict=True):
         started = time.perf_counter()
         reader = TableReader(path, format, on_error=on_error)
-        same = (set if reader.format == "jsonl" else list)(reader.columns)
-        if same != (set if reader.format == "jsonl" else list)(schema.names):
+        if set(reader.columns) != set(schema.names):
             raise InputError(
                 f"{reader.name}: its columns ({', '.join(reader.columns)}) differ from the first "
                 f"file's ({', '.join(schema.names)}); one output needs one set of columns."
@@ -78,40 +73,40 @@ def read_files(
             try:
                 batch = batch.select(schema.names).cast(schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise InputError(
-                    f"{reader.name}: its column types differ from the first file's."
-                ) from None
+                message = f"{reader.name}: its column types differ from the first file's."
+                raise InputError(message) from None
             if held is not None:
-                yield _with_source(held, index, first_row - held.num_rows, None)
+                yield _with_source(held, index, first_row - held.num_rows)
             held, first_row = batch, first_row + batch.num_rows
-        # The last batch carries the file's record: all its skipped lines are known by then.
+        # The last chunk carries the file's record: its skipped lines are all known by then.
         skipped = [[s.line, f"{reader.name}: {s.reason}"] for s in reader.skipped]
-        record = {"read_s": time.perf_counter() - started, "skipped": skipped}
-        if held is None:
-            if skipped:
-                raise InputError(f"{reader.name}: every row was malformed and skipped.")
-            continue
-        yield _with_source(held, index, first_row - held.num_rows, record)
+        if held is None and skipped:
+            raise InputError(f"{reader.name}: every row was malformed and skipped.")
+        if held is not None:
+            record = {"read_s": time.perf_counter() - started, "skipped": skipped}
+            yield _with_source(held, index, first_row - held.num_rows, record)
 
 
-def _with_source(batch: Any, index: int, first_row: int, record: dict | None) -> Any:
+def _with_source(batch: Any, index: int, first_row: int, record: dict | None = None) -> Any:
     import numpy as np
     import pyarrow as pa
 
     rows = batch.num_rows
-    read = [json.dumps(record)] + [None] * (rows - 1) if record else [None] * rows
-    return (
-        pa.Table.from_batches([batch])
-        .append_column(FILE, pa.array(np.full(rows, index, dtype=np.int32)))
-        .append_column(ROW, pa.array(np.arange(first_row, first_row + rows)))
-        .append_column(READ, pa.array(read, pa.string()))
-    )
+    read = [json.dumps(record) if record else None] + [None] * (rows - 1)
+    columns = {
+        FILE: np.full(rows, index, dtype=np.int32),
+        ROW: np.arange(first_row, first_row + rows),
+    }
+    table = pa.Table.from_batches([batch])
+    for name, values in columns.items():
+        table = table.append_column(name, pa.array(values))
+    return table.append_column(READ, pa.array(read, pa.string()))
 
 
 class Predictor:
-    """One Ray worker: a `Classifier` on its own threads (or GPU), called once per batch.
-    `parts`: the folder to write part files into (the part-file path); None: the batch comes
-    back with the prediction columns, for the driver to write in order."""
+    """One Ray worker: a `Classifier` on its own threads (or GPU), called once per chunk.
+    `parts`: the folder it writes part files into; None: the chunk goes back with its
+    prediction columns, for the driver to write in order."""
 
     def __init__(
         self,
@@ -127,7 +122,7 @@ class Predictor:
         self.classifier = Classifier(Path(export), config)
         self.preparer = self.classifier.preparer(plan.text_columns)
         self.plan, self.parts, self.part_format = plan, parts, part_format
-        self.schema = plan.output_schema(schema)
+        self.schema = schema
         context = ray.get_runtime_context()
         self.worker = context.get_actor_id() or f"pid-{os.getpid()}"
         self.node = context.get_node_id()
@@ -141,14 +136,7 @@ class Predictor:
         prepared = self.preparer(rows)
         stats, started = BatchStats(), time.perf_counter()
         probabilities = self.classifier.probabilities(prepared.encoded, stats)
-        figures = ChunkFigures(
-            tokens=prepared.encoded.tokens,
-            empty_rows=prepared.empty_rows,
-            padded_tokens=stats.padded_tokens,
-            latencies_ms=stats.latencies_ms,
-            prepare_s=prepared.busy_s,
-            inference_s=time.perf_counter() - started,
-        )
+        figures = ChunkFigures.of(prepared, stats, time.perf_counter() - started)
         output = self.plan.annotate(rows, probabilities)
         record: dict[str, Any] = {
             "worker": [self.worker, self.node, os.getpid()],
@@ -163,13 +151,13 @@ class Predictor:
             return pa.Table.from_batches([output]).append_column(
                 STATS, pa.array(stats_column, pa.string())
             )
-        # A part file per batch, named by its first row's file and row: names sort in input
-        # order.
+        # A part file per chunk, named by its first row's file and row: in input order by name.
         file, row = batch.column(FILE)[0].as_py(), batch.column(ROW)[0].as_py()
         name = f"part-{file:05d}-{row:012d}.{self.part_format}"
         evaluation = Evaluation(self.plan.label_names, self.plan.min_confidence)
         started = time.perf_counter()
-        with AtomicTableWriter(str(Path(self.parts) / name), self.part_format, self.schema) as w:
-            ResultWriter(self.plan, w, None, evaluation, RunCounts()).write(output, figures, row)
+        part = (str(Path(self.parts) / name), self.part_format)
+        with ResultWriter(self.plan, self.schema, part, None, evaluation, RunCounts()) as sink:
+            sink.write(output, figures, row)
         record |= {"evaluation": evaluation.to_dict(), "write_s": time.perf_counter() - started}
         return pa.table({STATS: [json.dumps(record)]})

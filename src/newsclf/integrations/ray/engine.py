@@ -1,22 +1,16 @@
-"""`newsclf classify --engine ray`: the local engine's pipeline on Ray Data, one machine or many.
+"""`newsclf classify --engine ray`: the local engine's per-chunk steps on Ray Data.
 
-Ray tasks read the inputs with newsclf's own reader (a file per task; errors name the file and
-line, `--on-error skip` records them); actors (`Predictor`, one `Classifier` each, ONNX
-Runtime's threads set explicitly, one GPU each on CUDA) prepare, classify and add the
-prediction columns, batch by batch, exactly as the local engine does. The export folder and
-the inputs must be readable at the same paths on every node. Two ways out, chosen by the
-output:
-
-* One output file (`--output FILE.ext`, or beside a single input file): the batches come back
-  in input order and the driver writes them with the local engine's writer stage.
-* A folder (`--output DIR/`): each actor writes its batches as part files (named so that they
-  sort in input order), staged and renamed into place at the end; only a small record per
-  batch reaches the driver.
+Ray tasks read the inputs with newsclf's reader (a file per task: errors name file and line);
+actors (`Predictor`, a `Classifier` each) prepare, classify and add the prediction columns,
+chunk by chunk. One output file: the chunks come back in input order and the driver writes them
+with the local engine's writer. A folder (`--output DIR/`): each actor writes its chunks as part
+files named to sort in input order, staged and renamed into place at the end. Either way only
+the chunks and a small record per chunk travel; nothing waits on a call per chunk. The export
+folder and the inputs must be readable at the same paths on every node.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -42,24 +36,13 @@ from newsclf.inference import (
     output_target,
     review_target,
 )
-from newsclf.integrations.ray.actors import (
-    STATS,
-    Predictor,
-    WorkerStats,
-    read_files,
-)
+from newsclf.integrations.ray.actors import STATS, Predictor, WorkerStats, read_files
 from newsclf.integrations.ray.config import RayConfig
-from newsclf.io import (
-    STDIN,
-    AtomicTableWriter,
-    SkippedLine,
-    TableReader,
-    atomic_directory,
-    is_url,
-    table_files,
-)
+from newsclf.io import STDIN, SkippedLine, TableReader, atomic_directory, is_url, table_files
 
 INSTALL_HINT = "--engine ray needs Ray: pip install 'newsclf[ray]' (or 'ray[data]>=2.40')."
+# What `ResultWriter.write` adds to the counts on the ordered path: the records carry it.
+NO_FIGURES = ChunkFigures(tokens=0, empty_rows=0)
 
 
 @dataclass
@@ -96,32 +79,27 @@ def classify_with_ray(
     Args:
         input: a CSV, TSV, JSONL or Parquet file, a folder or glob of them, or a URL.
         export: the export folder; at the same path on every node of a cluster.
-        classifier: device, variant and batching of each worker (its threads are
-            `ray_config.threads_per_worker`).
+        classifier: each worker's device, variant and batching (threads: `ray_config`'s).
         config: how rows are read and written, as for the local engine.
         ray_config: cluster address, workers, threads per worker.
         output: one output file (every row once, in input order; format by extension), or a
             folder ending in `/` (or an existing one) for part files.
-        review_output: also write the rows under `config.min_confidence` to this file (one
-            output file only: not with part files).
-        progress: called after each written batch with (rows done, rows done, None).
+        review_output: the rows under `config.min_confidence` also to this file (one output
+            file only).
+        progress: called after each written chunk with (rows done, rows done, None).
 
     Raises:
-        InputError: Ray missing; the input missing or malformed; an option that the Ray
-            engine cannot honour; an output that would overwrite an input.
-        ModelError, ProviderError: the export or the device does not work (also raised by an
-            actor, re-raised here).
+        InputError: Ray missing; the input missing or malformed; an option the Ray engine
+            cannot honour; an output that would overwrite an input.
+        ModelError, ProviderError: the export or the device does not work (also when an
+            actor raised it).
     """
-    classifier = classifier or ClassifierConfig()
-    config = config or ClassifyConfig()
+    classifier, config = classifier or ClassifierConfig(), config or ClassifyConfig()
     ray_config = ray_config or RayConfig()
     if classifier.threads is not None:
-        raise InputError(
-            "--threads is the local engine's; with --engine ray use --threads-per-worker."
-        )
+        raise InputError("--threads is the local engine's; use --threads-per-worker with Ray.")
     if config.prepare_workers is not None or config.prepare_pool != "auto":
         raise InputError("--prepare-workers/--prepare-pool are the local engine's.")
-    ray = _import_ray()
     folder = ExportFolder.load(export)  # a bad folder fails here, before any cluster starts
     if str(input) == STDIN:
         raise InputError("--engine ray reads files, not stdin: use --engine local for -.")
@@ -131,32 +109,29 @@ def classify_with_ray(
     )
     if to_folder and is_url(str(output)):
         raise InputError(
-            f"--output {output}: part files are staged and renamed into place, "
-            "which needs a file system path (local or shared by every node)."
+            f"--output {output}: part files are staged and renamed into place, which needs a "
+            "file system path (local or shared by every node)."
         )
     if not to_folder and output is None and (len(inputs) > 1 or is_url(inputs[0])):
         raise InputError(
-            f"{input} is several files or a URL: name the output, --output "
-            "FILE.ext for one ordered file or --output DIR/ for part files."
+            f"{input} is several files or a URL: name the output, --output FILE.ext for one "
+            "ordered file or --output DIR/ for part files."
         )
     if review_output is not None and to_folder:
         raise InputError(
-            "--review-output needs one output file (--output FILE.ext); with part files, "
-            "select the rows whose needs_review is true from them."
+            "--review-output needs one output file (--output FILE.ext); with part files, select "
+            "the rows whose needs_review is true from them."
         )
     first = TableReader(inputs[0], config.format, on_error=config.on_error)
     plan = OutputPlan.for_input(
-        first.columns,
-        first.name,
-        label_names=folder.label_names,
-        preprocessing=folder.preprocessing,
-        config=config,
-    )
+        first.columns, first.name, label_names=folder.label_names,
+        preprocessing=folder.preprocessing, config=config,
+    )  # fmt: skip
     started = time.perf_counter()
-    owns_cluster = _connect(ray, ray_config.address)
-    startup_s = time.perf_counter() - started
+    ray, owns_cluster = _connect(ray_config.address)
     try:
-        run = _Run(ray, folder, classifier, config, ray_config, startup_s, plan, first)
+        run = _Run(ray, folder, classifier, config, ray_config, plan, first)
+        run.startup_s = time.perf_counter() - started
         if to_folder:
             return run.to_parts(inputs, Path(output))  # type: ignore[arg-type]
         return run.ordered(inputs, output, review_output, progress)
@@ -165,34 +140,26 @@ def classify_with_ray(
             ray.shutdown()
 
 
-def _import_ray() -> Any:
+def _connect(address: str | None) -> tuple[Any, bool]:
+    """Ray, joined to the cluster at `address` or a new local one (None), and whether this call
+    connected (and must shut it down): not when the process was already connected."""
     try:
         import ray
-        import ray.data
+        import ray.data  # the extra: Ray Data, not only Ray core
     except ImportError:
         raise InputError(INSTALL_HINT) from None
-    return ray
-
-
-def _connect(ray: Any, address: str | None) -> bool:
-    """Join the cluster at `address`, or start a local one (None). True when this call started
-    or joined it (and must shut it down); False when the process was already connected."""
     if ray.is_initialized():
-        return False
+        return ray, False
     try:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)  # fmt: skip
     except ConnectionError as exc:
         raise InputError(f"--ray-address {address}: cannot join a Ray cluster ({exc}).") from exc
-    return True
+    return ray, True
 
 
 def _newsclf_error(exc: BaseException) -> NewsclfError:
-    """The newsclf error an actor raised, out of Ray's wrappers; else Ray's own message."""
+    """The newsclf error an actor or task raised, out of Ray's wrappers; else Ray's message."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
     while stack:
@@ -217,84 +184,65 @@ class _Run:
         classifier: ClassifierConfig,
         config: ClassifyConfig,
         ray_config: RayConfig,
-        startup_s: float,
         plan: OutputPlan,
         first: TableReader,
     ) -> None:
         self.ray, self.folder, self.config, self.ray_config = ray, folder, config, ray_config
-        self.plan, self.first, self.startup_s = plan, first, startup_s
-        self.started = time.perf_counter()
+        self.plan, self.first = plan, first
+        self.started, self.startup_s = time.perf_counter(), 0.0
         self.evaluation = Evaluation(folder.label_names, config.min_confidence)
-        self.counts = RunCounts()
-        self.skipped: list[SkippedLine] = []
+        self.counts, self.skipped = RunCounts(), list[SkippedLine]()
         self.workers: dict[str, WorkerStats] = {}
         self.info: dict[str, Any] | None = None
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        self.gpus_per_worker = int(
-            classifier.device == "cuda" or (classifier.device == "auto" and gpus > 0)
-        )
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+        self.gpus = int(classifier.device == "cuda" or (classifier.device == "auto" and gpus > 0))
         self.classifier = replace(classifier, threads=ray_config.threads_per_worker)
-        cpus = int(ray.cluster_resources().get("CPU", 1))
         self.actors = ray_config.workers or (
-            max(1, gpus) if self.gpus_per_worker else max(1, cpus // ray_config.threads_per_worker)
+            max(1, gpus) if self.gpus else max(1, cpus // ray_config.threads_per_worker)
         )
         self.stages = StageTimes(
             prepare_pool="ray", prepare_workers=self.actors, inference_workers=self.actors
         )
         logging.getLogger("ray.data").setLevel(logging.ERROR)
 
-    def dataset(self, inputs: list[str], parts: Path | None, part_format: str) -> Any:
-        """The inputs read by Ray tasks, then classified by the actors."""
+    def tables(self, inputs: list[str], parts: Path | None, part_format: str) -> Any:
+        """The actors' answers: the inputs read by Ray tasks, classified by the actors."""
         import ray.data
         from ray.data import ActorPoolStrategy, DataContext
 
         context = DataContext.get_current()
         context.execution_options.preserve_order = parts is None
-        context.enable_progress_bars = False
-        context.print_on_execution_start = False
-        schema = self.first.schema()
+        context.enable_progress_bars = context.print_on_execution_start = False
         items = [{"path": path, "index": i} for i, path in enumerate(inputs)]
+        schema = self.first.schema()
         read = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            read_files,
-            batch_size=1,
-            batch_format="pyarrow",
-            fn_kwargs={
-                "format": self.config.format,
-                "on_error": self.config.on_error,
-                "rows": self.ray_config.batch_rows,
-                "schema": schema,
-            },
-            # No CPU asked: the actors may hold every CPU of a small cluster.
-            num_cpus=0,
-        )
-        return read.map_batches(
-            Predictor,
-            batch_size=None,
-            batch_format="pyarrow",
+            read_files, batch_size=1, batch_format="pyarrow",
+            fn_kwargs={"format": self.config.format, "on_error": self.config.on_error,
+                       "rows": self.ray_config.batch_rows, "schema": schema},
+            num_cpus=0,  # the actors may hold every CPU of a small cluster
+        )  # fmt: skip
+        answers = read.map_batches(
+            Predictor, batch_size=None, batch_format="pyarrow",
             fn_constructor_kwargs={
-                "export": str(self.folder.path.resolve()),
-                "config": self.classifier,
-                "plan": self.plan,
-                "parts": None if parts is None else str(parts),
-                "part_format": part_format,
-                "schema": schema,
+                "export": str(self.folder.path.resolve()), "config": self.classifier,
+                "plan": self.plan, "parts": None if parts is None else str(parts),
+                "part_format": part_format, "schema": schema,
             },
             compute=ActorPoolStrategy(size=self.actors),
-            num_cpus=self.ray_config.threads_per_worker,
-            num_gpus=self.gpus_per_worker,
-        )
-
-    def tables(self, dataset: Any) -> Any:
+            num_cpus=self.ray_config.threads_per_worker, num_gpus=self.gpus,
+        )  # fmt: skip
         try:
-            yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
+            yield from answers.iter_batches(batch_size=None, batch_format="pyarrow")
         except Exception as exc:
             raise _newsclf_error(exc) from None
 
-    def gather(self, record: dict[str, Any]) -> ChunkFigures:
-        """Take in one batch's record from an actor: the worker's figures, the reader's."""
-        if "info" in record:
-            self.info = self.info or record["info"]
+    def gather(self, record: dict[str, Any], rows: int = 0) -> None:
+        """One chunk's record from an actor: the worker's figures and the reader's; `rows` where
+        they are not counted as they are written."""
+        self.info = self.info or record.get("info")
         figures = ChunkFigures(**record["figures"])
+        self.counts.add(rows, figures)
         worker, node, pid = record["worker"]
         seen = self.workers.get(worker) or WorkerStats(worker, node, pid, 0, 0, 0, 0.0)
         busy = figures.prepare_s + figures.inference_s
@@ -307,7 +255,6 @@ class _Run:
         for read in record["read"]:
             self.stages.read_s += read["read_s"]
             self.skipped += [SkippedLine(line, reason) for line, reason in read["skipped"]]
-        return figures
 
     def ordered(
         self,
@@ -320,24 +267,16 @@ class _Run:
         if any(Path(target).resolve() == Path(p).resolve() for p in inputs if not is_url(p)):
             raise InputError(f"--output {target} is an input file; choose another path.")
         review = review_target(review_output, self.config.min_confidence, inputs, target)
-        schema = self.plan.output_schema(self.first.schema())
-        with (
-            AtomicTableWriter(target, out_format, schema) as writer,
-            (
-                AtomicTableWriter(review[0], review[1], schema)
-                if review
-                else contextlib.nullcontext()
-            ) as review_writer,
-        ):
-            sink = ResultWriter(self.plan, writer, review_writer, self.evaluation, self.counts)
-            for table in self.tables(self.dataset(inputs, None, out_format)):
-                records = [json.loads(r) for r in table.column(STATS).to_pylist() if r]
-                figures = [self.gather(r) for r in records]
-                rows = table.drop_columns([STATS]).combine_chunks()
+        with ResultWriter(
+            self.plan, self.first.schema(), (target, out_format), review, self.evaluation,
+            self.counts,
+        ) as sink:  # fmt: skip
+            for table in self.tables(inputs, None, out_format):
+                for record in filter(None, table.column(STATS).to_pylist()):
+                    self.gather(json.loads(record))
                 with self.stages.timing("write"):
-                    for batch in rows.to_batches():
-                        sink.write(batch, _sum(figures))
-                        figures = []
+                    for batch in table.drop_columns([STATS]).combine_chunks().to_batches():
+                        sink.write(batch, NO_FIGURES)
                 if progress is not None:
                     progress(self.counts.rows, self.counts.rows, None)
             if self.counts.rows == 0:
@@ -348,12 +287,10 @@ class _Run:
     def to_parts(self, inputs: list[str], output: Path) -> RayClassifyResult:
         if any(Path(p).resolve().is_relative_to(output.resolve()) for p in inputs if not is_url(p)):
             raise InputError(f"--output {output} holds input files; choose another folder.")
-        part_format = self.first.format or "csv"
         with atomic_directory(output) as staging:
-            for table in self.tables(self.dataset(inputs, staging, part_format)):
-                for text in table.column(STATS).to_pylist():
-                    record = json.loads(text)
-                    self.counts.add(record["rows"], self.gather(record))
+            for table in self.tables(inputs, staging, self.first.format or "csv"):
+                for record in map(json.loads, table.column(STATS).to_pylist()):
+                    self.gather(record, record["rows"])
                     self.evaluation.merge(Evaluation.from_dict(record["evaluation"]))
                     self.stages.write_s += record["write_s"]
             parts = sorted(p.name for p in staging.iterdir() if p.is_file())
@@ -369,27 +306,10 @@ class _Run:
         if self.info is None:
             raise NewsclfError("No Ray worker reported: nothing was classified.")
         return RayClassifyResult.of(
-            input,
-            output,
-            self.counts,
-            self.stages,
-            ClassifierInfo(**self.info),
-            self.evaluation,
-            skipped=self.skipped,
+            input, output, self.counts, self.stages, ClassifierInfo(**self.info),
+            self.evaluation, skipped=self.skipped,
             wall_s=time.perf_counter() - self.started,
-            ray_address=self.ray.get_runtime_context().gcs_address,
-            startup_s=self.startup_s,
+            ray_address=self.ray.get_runtime_context().gcs_address, startup_s=self.startup_s,
             workers=sorted(self.workers.values(), key=lambda w: -w.rows),
             review_output=review[0] if review is not None else None,
-        )
-
-
-def _sum(figures: list[ChunkFigures]) -> ChunkFigures:
-    """The figures of several batches as one (counts and latencies; seconds are gathered)."""
-    total = ChunkFigures(tokens=0, empty_rows=0)
-    for f in figures:
-        total.tokens += f.tokens
-        total.empty_rows += f.empty_rows
-        total.padded_tokens += f.padded_tokens
-        total.latencies_ms += f.latencies_ms
-    return total
+        )  # fmt: skip
