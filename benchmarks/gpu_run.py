@@ -182,13 +182,19 @@ def classify(args: argparse.Namespace, sizes: Sizes, device: str) -> None:
         source, report = write_csv(rows, args.work / "rows.csv"), args.work / f"{label}.json"
         runs = []
         # The preparing pool as --device auto makes it (processes), and in threads.
-        for engine, extra in (("newsclf-cli", []), ("newsclf-cli-threads", ["--prepare-pool", "threads"])):
+        for engine, extra in (
+            ("newsclf-cli", []),
+            ("newsclf-cli-threads", ["--prepare-pool", "threads"]),
+        ):
             command = [sys.executable, "-m", "newsclf", "classify", str(source), "--model", str(export),
                        "--device", "auto", "--output", str(args.work / "out.csv"), "--report", str(report), *extra]  # fmt: skip
             started = time.perf_counter()
             out = subprocess.run(command, text=True, capture_output=True)
             print(out.stdout[-3000:], out.stderr[-3000:], flush=True)
-            cli = {"engine": engine, "description": " ".join(["newsclf classify --device auto", *extra])}
+            cli = {
+                "engine": engine,
+                "description": " ".join(["newsclf classify --device auto", *extra]),
+            }
             cli |= {"wall_s": round(time.perf_counter() - started, 1), "error": out.stderr[-2000:]}
             if out.returncode == 0:
                 figures, cli["error"] = json.loads(report.read_text()), None
@@ -198,7 +204,9 @@ def classify(args: argparse.Namespace, sizes: Sizes, device: str) -> None:
                 speed = cli["rows_per_s"] = figures["throughput_rows_per_s"]
                 peer = {r["engine"]: r["rows_per_s"] or 1e-9 for r in found}
                 cli["ratio_to_baseline"] = round(speed / peer.get(peers[0], float("nan")), 2)
-                cli["ratio_to_best_peer"] = round(speed / max(peer.values(), default=float("nan")), 2)
+                cli["ratio_to_best_peer"] = round(
+                    speed / max(peer.values(), default=float("nan")), 2
+                )
             runs.append(cli)
         records += [r | {"model": label} for r in [*found, *runs]]
         write_results("gpu-classify", records, CLASSIFY_COLUMNS, meta, args.out)

@@ -1,12 +1,12 @@
 """Users' tables read as Arrow record batches, in bounded chunks, with errors that name lines.
 
-CSV and TSV go through pyarrow's streaming reader (every column a string, quoted line breaks
-allowed); JSON Lines through pyarrow's JSON reader a block of lines at a time, against the
-types of the whole file; Parquet by its own batches. pyarrow does not number lines, so where it
-rejects a row (or would accept one that is not valid CSV, such as `"x"y`), the exact reader
-(`LineReader`) reads the rest of the file from the first row not yet returned: it names the bad
-line, or with `on_error="skip"` records it and goes on. Stdin, which cannot be read twice, is
-read by the exact reader throughout.
+CSV and TSV go through pyarrow's CSV parser a block of whole rows at a time (every column a
+string, quoted line breaks allowed); JSON Lines through pyarrow's JSON reader a block of lines
+at a time, against the types of the whole file; Parquet by its own batches. pyarrow does not
+number lines, so where it rejects a row (or would accept one that is not valid CSV, such as
+`"x"y`), the exact reader (`LineReader`) reads the rest of the file from the first row not yet
+returned: it names the bad line, or with `on_error="skip"` records it and goes on. Stdin,
+which cannot be read twice, is read by the exact reader throughout.
 
 The columns are the whole input's before the first batch: a JSON Lines file is scanned once
 (a key that first appears on line 500 is a column, a bad line fails before any work); on stdin
@@ -318,7 +318,7 @@ def _batch_of(columns: list[list[Any]], schema: Any) -> Any:
 
 
 class _Delimited:
-    """CSV and TSV: pyarrow's streaming reader, the exact reader where it cannot go on."""
+    """CSV and TSV: pyarrow's parser by blocks of rows, the exact reader where it cannot go on."""
 
     def __init__(self, reader: TableReader) -> None:
         import pyarrow as pa
