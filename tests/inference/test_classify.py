@@ -278,18 +278,24 @@ def test_cuda_request_without_cuda_is_an_error(tiny_export) -> None:  # type: ig
 def test_the_output_is_the_same_whatever_the_preparing_workers(
     classifier, tmp_path: Path, fmt: str
 ) -> None:  # type: ignore[no-untyped-def]
-    """In turn, in one thread, in two worker processes: the same bytes, rows in input order."""
+    """In turn, in one or two threads, in two worker processes: the same bytes, rows in input
+    order."""
     source = _input_file(tmp_path, 60)
     outputs = []
-    for workers in (0, 1, 2):
-        output = tmp_path / f"out-{workers}.{fmt}"
-        config = ClassifyConfig(chunk_rows=7, prepare_workers=workers, probabilities=True)
+    runs = [(0, "auto", "in turn"), (1, "auto", "threads"), (2, "threads", "threads")]
+    for workers, pool, expected in [*runs, (2, "auto", "processes")]:
+        output = tmp_path / f"out-{workers}-{pool}.{fmt}"
+        config = ClassifyConfig(
+            chunk_rows=7, prepare_workers=workers, prepare_pool=pool, probabilities=True
+        )  # type: ignore[arg-type]
         result = classify_file(source, classifier, config, output=output)
-        expected = {0: ("in turn", 1), 1: ("threads", 1), 2: ("processes", 2)}[workers]
-        assert (result.stages.prepare_pool, result.stages.prepare_workers) == expected
+        assert (result.stages.prepare_pool, result.stages.prepare_workers) == (
+            expected,
+            max(workers, 1),
+        )
         assert result.rows == 60 and result.stages.prepare_s > 0
         outputs.append(output.read_bytes())
-    assert outputs[0] == outputs[1] == outputs[2]
+    assert all(output == outputs[0] for output in outputs)
 
 
 def test_the_pool_follows_the_device_and_the_work() -> None:
