@@ -9,6 +9,7 @@ import io
 import json
 import math
 import random
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -317,13 +318,28 @@ def test_review_and_output_writers_are_atomic_for_every_format(tmp_path: Path) -
 # -- labels and batching ------------------------------------------------------------------------
 
 
+def _reference_truth(matcher: LabelMatcher, values: list) -> tuple:
+    """The value-by-value matching this replaced (newsclf 0.3)."""
+    truth = np.full(len(values), -1, dtype=np.int64)
+    unlabelled, unknown = 0, Counter()
+    for i, value in enumerate(values):
+        matched = matcher(value)
+        if matched is None:
+            unlabelled += 1
+        elif isinstance(matched, str):
+            unknown[matched] += 1
+        else:
+            truth[i] = matched
+    return truth, unlabelled, unknown
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.sampled_from(["World", " Sports ", "Business", "x", ""]),
                           st.sampled_from(["0", "3", "7", "-1"])), max_size=40))  # fmt: skip
 def test_labels_matched_column_wise_as_one_by_one(values: list) -> None:
     matcher = LabelMatcher(["Business", "Sci/Tech", "Sports", "World"])
     truth, unlabelled, unknown = matcher.truth_of(pa.array(values, pa.string()))
-    expected = matcher.truth(values)
+    expected = _reference_truth(matcher, values)
     assert truth.tolist() == expected[0].tolist()
     assert (unlabelled, unknown) == expected[1:]
 

@@ -100,19 +100,3 @@ class LabelMatcher:
                 index[code] = matched
         truth = index[codes]
         return truth, unlabelled, unknown
-
-    def truth(self, values: Sequence[Any]) -> tuple[np.ndarray, int, Counter[str]]:
-        """Class index per value (`NO_LABEL` where there is none), the count of empty labels,
-        and the labels the model lacks with their counts."""
-        truth = np.full(len(values), NO_LABEL, dtype=np.int64)
-        unlabelled = 0
-        unknown: Counter[str] = Counter()
-        for i, value in enumerate(values):
-            matched = self(value)
-            if matched is None:
-                unlabelled += 1
-            elif isinstance(matched, str):
-                unknown[matched] += 1
-            else:
-                truth[i] = matched
-        return truth, unlabelled, unknown
